@@ -1,0 +1,21 @@
+"""The one place boto3 clients are made: lazily, once per process.
+
+`AWS_ENDPOINT_URL` (honoured by botocore itself) points every client at the local stack.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+
+@cache
+def client(service: str) -> Any:
+    import boto3  # imported on first use so handlers that never call AWS stay cheap to import
+
+    return boto3.session.Session().client(service)
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests that switch endpoints or credentials)."""
+    client.cache_clear()

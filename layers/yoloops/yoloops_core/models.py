@@ -1,0 +1,179 @@
+"""Typed contracts shared by triggers, workflow steps, the CLI and the local stack."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+# Job name = "<run id>-a<attempt>" must fit SageMaker's 63 chars with attempts up to 10 ("-a10").
+MAX_RUN_ID_LENGTH = 59
+DATASETS_PREFIX = "datasets/"
+
+
+class InvalidInput(ValueError):
+    """An event or request that cannot be processed; the message names the offending field."""
+
+
+def describe_validation_error(exc: ValidationError, what: str) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], data: Any, what: str) -> M:
+    """Validate `data` into `model`, raising InvalidInput with a message naming the fields."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc, what)) from exc
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------- run ids
+
+def _slug(text: str) -> str:
+    return re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9]", "-", text)).strip("-") or "x"
+
+
+def make_run_id(prefix: str, *parts: str) -> str:
+    """A deterministic, SageMaker-safe run id; long inputs are shortened with a hash to stay unique."""
+    raw = "-".join([prefix, *(_slug(p) for p in parts)])
+    if len(raw) <= MAX_RUN_ID_LENGTH:
+        return raw
+    digest = hashlib.sha256("\x00".join([prefix, *parts]).encode()).hexdigest()[:10]
+    return raw[: MAX_RUN_ID_LENGTH - len(digest) - 1].rstrip("-") + "-" + digest
+
+
+def run_id_for_dataset(dataset: str, version: str) -> str:
+    return make_run_id("ds", dataset, version)
+
+
+def run_id_for_release(repository: str, tag: str) -> str:
+    return make_run_id("gh", repository, tag)
+
+
+def job_name(run_id: str, attempt: int) -> str:
+    return f"{run_id}-a{attempt}"
+
+
+def run_id_from_job_name(name: str) -> tuple[str, int] | None:
+    m = re.fullmatch(r"(.+)-a(\d{1,2})", name)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+# ---------------------------------------------------------------- execution input
+
+class DatasetRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str = Field(pattern=NAME_PATTERN)
+    # "dir": s3://<bucket>/datasets/<name>/<version>/ ; "zip": s3://<bucket>/datasets/<name>/<version>.zip
+    format: Literal["dir", "zip"] = "dir"
+
+    @property
+    def key(self) -> str:
+        base = f"{DATASETS_PREFIX}{self.name}/{self.version}"
+        return base + ".zip" if self.format == "zip" else base + "/"
+
+
+class Trigger(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["s3", "github", "cli", "manual"]
+    ref: str = Field(min_length=1, max_length=512)  # object key, release URL, user...
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunRequest(BaseModel):
+    """What starts a run: the Step Functions execution input. Execution name = run id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: DatasetRef
+    trigger: Trigger
+    image_tag: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    hyperparameters: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _keys_are_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", key):
+                raise ValueError(f"hyperparameter name {key!r} is not an identifier")
+        return value
+
+
+class RunStatus(StrEnum):
+    STARTED = "STARTED"
+    REJECTED = "REJECTED"
+    BUDGET_BLOCKED = "BUDGET_BLOCKED"
+    TRAINING = "TRAINING"
+    EVALUATING = "EVALUATING"
+    PROMOTED = "PROMOTED"
+    KEPT = "KEPT"
+    FAILED = "FAILED"
+
+    @property
+    def in_flight(self) -> bool:
+        return self in (RunStatus.STARTED, RunStatus.TRAINING, RunStatus.EVALUATING)
+
+    @property
+    def finished(self) -> bool:
+        return not self.in_flight
+
+
+class EventType(StrEnum):
+    STARTED = "run.started"
+    REJECTED = "dataset.rejected"
+    BUDGET_BLOCKED = "budget.blocked"
+    FAILED = "training.failed"
+    INTERRUPTED = "training.interrupted"
+    PROMOTED = "model.promoted"
+    KEPT = "champion.kept"
+    MANUAL_PROMOTE = "champion.manual_promote"
+    ROLLBACK = "champion.rollback"
+
+
+class RunContext(BaseModel):
+    """`$.run` in the state machine: the validated request plus what the first step resolved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    execution_arn: str | None = None
+    dataset: DatasetRef
+    trigger: Trigger
+    image_tag: str | None = None
+    image_uri: str  # resolved training image (release runs: <ECR repo>:<tag>)
+    needs_image_check: bool = False
+    image_poll_seconds: int = 30
+    hyperparameters: dict[str, str] = Field(default_factory=dict)
+    started_at: str  # ISO-8601 UTC
+
+
+class AttemptState(BaseModel):
+    """`$.gate.attempt`: which SageMaker job this attempt is, and whether to try again."""
+
+    number: int = Field(ge=1)
+    job_name: str
+    retry: bool = False
+    reason: str | None = None
