@@ -1,0 +1,82 @@
+"""Dataset contract and validator: one code path over local folders, S3 prefixes and zip archives.
+
+Public API (the CLI, the ValidateDataset step and the local stack rely on it):
+`validate_local_dataset`, `validate_s3_dataset`, `DatasetReport`, `build_manifest`, `MANIFEST_NAME`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from yoloops_core.dataset.manifest import build_manifest
+from yoloops_core.dataset.report import DatasetReport, Problem, SplitStats
+from yoloops_core.dataset.sources import (
+    DatasetNotFound,
+    DatasetSource,
+    FileEntry,
+    LocalDirSource,
+    S3PrefixSource,
+    ZipSource,
+)
+from yoloops_core.dataset.validate import MANIFEST_NAME, img2label, validate_source
+from yoloops_core.models import DatasetRef
+
+__all__ = [
+    "MANIFEST_NAME",
+    "DatasetNotFound",
+    "DatasetReport",
+    "DatasetSource",
+    "FileEntry",
+    "LocalDirSource",
+    "Problem",
+    "S3PrefixSource",
+    "SplitStats",
+    "ZipSource",
+    "build_manifest",
+    "img2label",
+    "validate_local_dataset",
+    "validate_s3_dataset",
+    "validate_source",
+]
+
+
+def validate_local_dataset(path: str | os.PathLike[str]) -> DatasetReport:
+    """Validate a local dataset folder (or a local .zip of one) before it is uploaded."""
+    p = Path(path)
+    if p.suffix.lower() == ".zip" and p.is_file():
+        return validate_source(ZipSource.from_path(p))
+    return validate_source(LocalDirSource(p))
+
+
+def validate_s3_dataset(bucket: str, dataset: DatasetRef, s3_client: Any) -> DatasetReport:
+    """Validate `datasets/<name>/<version>/` or `datasets/<name>/<version>.zip` without reading images."""
+    if dataset.format == "zip":
+        try:
+            source: Any = ZipSource.from_s3(s3_client, bucket, dataset.key)
+        except DatasetNotFound as exc:
+            return validate_source(_Missing(f"s3://{bucket}/{dataset.key}", str(exc)))
+        return validate_source(source)
+    prefix_source = S3PrefixSource(s3_client, bucket, dataset.key)
+    try:
+        return validate_source(prefix_source)
+    finally:
+        prefix_source.close()
+
+
+class _Missing:
+    """A source that does not exist: the report says so (a rejection, not a crash)."""
+
+    def __init__(self, description: str, reason: str) -> None:
+        self.description = description
+        self._reason = reason
+
+    def list_files(self) -> list[FileEntry]:
+        raise DatasetNotFound(self._reason)
+
+    def read_files(self, paths: Any) -> dict[str, bytes | Exception]:
+        return {}
+
+    def key_for(self, path: str) -> str:
+        return path

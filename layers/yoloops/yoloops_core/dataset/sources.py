@@ -1,0 +1,300 @@
+"""Where a dataset's files come from. The validator sees only `list_files` and `read_files`.
+
+S3 sources never read images: one paginated listing gives every path and size, then only small text
+files (labels, image lists, the YAML, the manifest) are fetched, concurrently on the one client
+(boto3 clients are thread-safe). The prefix source starts those reads while the listing is still
+paging, so reading overlaps listing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+# Small text files are the only ones ever read; anything bigger is reported, never downloaded.
+MAX_TEXT_BYTES = 64 * 1024 * 1024
+TEXT_SUFFIXES = (".txt", ".yaml", ".yml", ".json")
+MAX_READ_WORKERS = 32
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # relative to the source root, "/"-separated
+    size: int
+
+
+class DatasetSource(Protocol):
+    description: str
+
+    def list_files(self) -> list[FileEntry]: ...
+
+    def read_files(self, paths: Iterable[str]) -> dict[str, bytes | Exception]: ...
+
+    def key_for(self, path: str) -> str: ...
+
+
+class DatasetNotFound(LookupError):
+    """The dataset location holds nothing (empty prefix, missing zip)."""
+
+
+def is_text_candidate(path: str, size: int) -> bool:
+    return path.lower().endswith(TEXT_SUFFIXES) and size <= MAX_TEXT_BYTES
+
+
+def _worker_count(s3: Any) -> int:
+    # More threads than the client's connection pool only churns connections.
+    pool = getattr(getattr(getattr(s3, "meta", None), "config", None), "max_pool_connections", None)
+    return max(1, min(MAX_READ_WORKERS, pool or 10))
+
+
+def _is_missing(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+    return code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket")
+
+
+# ---------------------------------------------------------------- local directory
+
+class LocalDirSource:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.description = str(self.root)
+
+    def list_files(self) -> list[FileEntry]:
+        if not self.root.is_dir():
+            raise DatasetNotFound(f"{self.root} is not a directory")
+        out = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                full = Path(dirpath) / name
+                try:
+                    size = full.stat().st_size
+                except OSError:
+                    size = -1  # broken link etc.: reported as unreadable if it matters
+                out.append(FileEntry(full.relative_to(self.root).as_posix(), size))
+        return sorted(out, key=lambda e: e.path)
+
+    def read_files(self, paths: Iterable[str]) -> dict[str, bytes | Exception]:
+        result: dict[str, bytes | Exception] = {}
+        for p in paths:
+            try:
+                result[p] = (self.root / p).read_bytes()
+            except OSError as exc:
+                result[p] = exc
+        return result
+
+    def key_for(self, path: str) -> str:
+        return path
+
+
+# ---------------------------------------------------------------- S3 prefix
+
+class S3PrefixSource:
+    def __init__(self, s3: Any, bucket: str, prefix: str, *, prefetch: bool = True) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.prefetch = prefetch
+        self.description = f"s3://{bucket}/{self.prefix}"
+        self._pool = ThreadPoolExecutor(max_workers=_worker_count(s3), thread_name_prefix="ds-read")
+        self._pending: dict[str, Future[bytes]] = {}
+
+    def _get(self, path: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + path)["Body"].read()
+
+    def list_files(self) -> list[FileEntry]:
+        out = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(self.prefix):]
+                if not rel or rel.endswith("/"):
+                    continue  # "folder" marker objects
+                entry = FileEntry(rel, int(obj["Size"]))
+                out.append(entry)
+                if self.prefetch and is_text_candidate(rel, entry.size):
+                    self._pending[rel] = self._pool.submit(self._get, rel)
+        if not out:
+            raise DatasetNotFound(f"no objects under {self.description}")
+        return out
+
+    def read_files(self, paths: Iterable[str]) -> dict[str, bytes | Exception]:
+        futures = {p: self._pending.pop(p, None) or self._pool.submit(self._get, p) for p in paths}
+        result: dict[str, bytes | Exception] = {}
+        for p, fut in futures.items():
+            try:
+                result[p] = fut.result()
+            except Exception as exc:  # reported per file; the caller decides whether it is fatal
+                result[p] = exc
+        return result
+
+    def close(self) -> None:
+        for fut in self._pending.values():
+            fut.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def key_for(self, path: str) -> str:
+        return self.prefix + path
+
+
+# ---------------------------------------------------------------- zip archives (local or S3, ranged reads)
+
+class _RangeFile(io.RawIOBase):
+    """A seekable read-only file over `read_range(start, end_inclusive)`; enough for zipfile's
+    central-directory parsing (it seeks to the end, then reads the directory in one call)."""
+
+    def __init__(self, read_range: Callable[[int, int], bytes], size: int) -> None:
+        self._read_range = read_range
+        self._size = size
+        self._pos = 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._read_range(self._pos, self._pos + n - 1)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+# Members whose bytes lie close together are fetched in one ranged GET (labels are usually adjacent).
+COALESCE_GAP = 256 * 1024
+COALESCE_MAX = 8 * 1024 * 1024
+
+
+class ZipSource:
+    """A zip archive read through ranged reads: the central directory gives every member's path and
+    size without downloading the archive; only the text members are then fetched and inflated."""
+
+    def __init__(self, read_range: Callable[[int, int], bytes], size: int, description: str,
+                 key_prefix: str = "", workers: int = 8) -> None:
+        self._read_range = read_range
+        self._size = size
+        self.description = description
+        self._key_prefix = key_prefix
+        self._workers = workers
+        self._infos: dict[str, zipfile.ZipInfo] = {}
+
+    @classmethod
+    def from_s3(cls, s3: Any, bucket: str, key: str) -> ZipSource:
+        try:
+            size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except Exception as exc:
+            if _is_missing(exc):
+                raise DatasetNotFound(f"s3://{bucket}/{key} does not exist") from exc
+            raise
+
+        def read_range(start: int, end: int) -> bytes:
+            return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read()
+
+        return cls(read_range, size, f"s3://{bucket}/{key}", key_prefix=f"{key}!", workers=_worker_count(s3))
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str]) -> ZipSource:
+        p = Path(path)
+        if not p.is_file():
+            raise DatasetNotFound(f"{p} does not exist")
+
+        def read_range(start: int, end: int) -> bytes:
+            with p.open("rb") as fh:
+                fh.seek(start)
+                return fh.read(end - start + 1)
+
+        return cls(read_range, p.stat().st_size, str(p), key_prefix=f"{p.name}!", workers=1)
+
+    def list_files(self) -> list[FileEntry]:
+        # Buffer 64 KiB so zipfile's small seeks/reads of the end records become one ranged read.
+        with zipfile.ZipFile(io.BufferedReader(_RangeFile(self._read_range, self._size), 64 * 1024)) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+        self._infos = {i.filename: i for i in infos}
+        if not infos:
+            raise DatasetNotFound(f"{self.description} has no files")
+        return [FileEntry(i.filename, i.file_size) for i in infos]
+
+    def read_files(self, paths: Iterable[str]) -> dict[str, bytes | Exception]:
+        result: dict[str, bytes | Exception] = {}
+        wanted = []
+        for p in paths:
+            info = self._infos.get(p)
+            if info is None:
+                result[p] = FileNotFoundError(p)
+            else:
+                wanted.append(info)
+        wanted.sort(key=lambda i: i.header_offset)
+        # Group members into spans; a local header's extra field may differ from the central one,
+        # so each span reserves slack past the member's data.
+        spans: list[list[zipfile.ZipInfo]] = []
+        for info in wanted:
+            if spans:
+                first, last = spans[-1][0], spans[-1][-1]
+                if (info.header_offset - _member_end(last) <= COALESCE_GAP
+                        and _member_end(info) - first.header_offset <= COALESCE_MAX):
+                    spans[-1].append(info)
+                    continue
+            spans.append([info])
+
+        def fetch(span: list[zipfile.ZipInfo]) -> dict[str, bytes | Exception]:
+            start = span[0].header_offset
+            end = min(self._size, _member_end(span[-1])) - 1
+            blob = self._read_range(start, end)
+            out: dict[str, bytes | Exception] = {}
+            for info in span:
+                try:
+                    out[info.filename] = _extract(blob, info.header_offset - start, info)
+                except Exception as exc:  # a corrupt member is reported, not fatal
+                    out[info.filename] = exc
+            return out
+
+        with ThreadPoolExecutor(max_workers=max(1, self._workers)) as pool:
+            for part in pool.map(fetch, spans):
+                result.update(part)
+        return result
+
+    def key_for(self, path: str) -> str:
+        return self._key_prefix + path
+
+
+def _member_end(info: zipfile.ZipInfo) -> int:
+    return info.header_offset + _LOCAL_HEADER.size + len(info.orig_filename.encode()) + 1024 + info.compress_size
+
+
+def _extract(blob: bytes, offset: int, info: zipfile.ZipInfo) -> bytes:
+    fields = _LOCAL_HEADER.unpack_from(blob, offset)
+    if fields[0] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+    start = offset + _LOCAL_HEADER.size + fields[9] + fields[10]
+    raw = blob[start : start + info.compress_size]
+    if len(raw) != info.compress_size:
+        raise zipfile.BadZipFile(f"truncated member {info.filename}")
+    if info.compress_type == zipfile.ZIP_STORED:
+        data = raw
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        data = zlib.decompress(raw, -15)
+    else:
+        raise zipfile.BadZipFile(f"{info.filename}: unsupported compression {info.compress_type}")
+    if zlib.crc32(data) != info.CRC:
+        raise zipfile.BadZipFile(f"{info.filename}: CRC mismatch")
+    return data

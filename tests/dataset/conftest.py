@@ -1,0 +1,55 @@
+"""Small hand-written YOLO datasets, generated per test in tmp_path."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
+BOX = "0 0.5 0.5 0.2 0.2\n"
+POLY = "1 0.1 0.1 0.9 0.1 0.5 0.9\n"
+
+
+def write(root: Path, rel: str, content: bytes | str) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def ultralytics_dataset(root: Path, *, train: int = 4, val: int = 2, label: str = BOX,
+                        yaml_text: str | None = None) -> Path:
+    """images/<split> + labels/<split>, one box per image, classes cat/dog."""
+    write(root, "data.yaml", yaml_text or "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: cat\n  1: dog\n")
+    for split, n in (("train", train), ("val", val)):
+        for i in range(n):
+            write(root, f"images/{split}/img{i}.png", PNG)
+            write(root, f"labels/{split}/img{i}.txt", label)
+    return root
+
+
+def roboflow_dataset(root: Path, *, train: int = 3, val: int = 2, label: str = BOX) -> Path:
+    """Roboflow export: train/images + train/labels, YAML paths like ../train/images."""
+    write(root, "data.yaml", "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n"
+                             "nc: 2\nnames: ['cat', 'dog']\n")
+    for split, n in (("train", train), ("valid", val), ("test", 1)):
+        for i in range(n):
+            write(root, f"{split}/images/{split}_{i}.jpg", PNG)
+            write(root, f"{split}/labels/{split}_{i}.txt", label)
+    write(root, "README.roboflow.txt", "exported\n")
+    return root
+
+
+@pytest.fixture
+def png() -> bytes:
+    return PNG
