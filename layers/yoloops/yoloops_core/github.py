@@ -1,0 +1,479 @@
+"""GitHub release webhook: authenticate, decide, start at most one run per release.
+
+Order matters and is part of the contract:
+  envelope -> body size (413) -> HMAC of the raw bytes (401) -> JSON (400) -> event type
+  (ping 200, others 204) -> release action/draft/prerelease (204) -> payload shape and the
+  optional ```yaml block (422) -> dataset lookup (422) -> start, once per delivery and once per
+  release (202).
+Nothing is parsed before the signature is checked, so unauthenticated input only ever reaches
+`hmac`. Ignored deliveries answer 204 with the reason in the `X-Yoloops-Reason` header (a 204
+cannot carry a body); GitHub's delivery log shows response headers.
+
+A malformed yaml block or a release with no dataset to train is the releaser's mistake: the
+webhook answers 422 and publishes a `dataset.rejected` notification, because nobody reads
+GitHub's delivery log and a release that silently trains nothing would go unnoticed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+import yaml
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from yoloops_core.models import (
+    DatasetRef,
+    EventType,
+    InvalidInput,
+    RunRequest,
+    Trigger,
+    describe_validation_error,
+    run_id_for_release,
+)
+from yoloops_core.notifications import Notification
+from yoloops_core.runs import StartResult
+
+logger = Logger(child=True)
+
+SIGNATURE_HEADER = "x-hub-signature-256"
+EVENT_HEADER = "x-github-event"
+DELIVERY_HEADER = "x-github-delivery"
+REASON_HEADER = "x-yoloops-reason"
+MAX_YAML_BLOCK_BYTES = 16_384
+# The first fenced block tagged yaml/yml in the release notes.
+_YAML_BLOCK = re.compile(r"^[ \t]*```[ \t]*ya?ml[ \t]*\r?\n(.*?)^[ \t]*```", re.MULTILINE | re.DOTALL)
+
+
+# ---------------------------------------------------------------- responses
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    status_code: int
+    body: dict[str, Any] | None = None
+    reason: str | None = None
+
+    def to_lambda(self) -> dict[str, Any]:
+        """The Function URL (payload 2.0) response."""
+        headers = {"content-type": "application/json"}
+        if self.reason:
+            # Header values must be one printable line.
+            headers[REASON_HEADER] = re.sub(r"[^\x20-\x7e]", "?", self.reason)[:500]
+        out: dict[str, Any] = {"statusCode": self.status_code, "headers": headers}
+        if self.status_code != 204:
+            payload = dict(self.body or {})
+            if self.reason:
+                payload.setdefault("reason", self.reason)
+            out["body"] = json.dumps(payload)
+        return out
+
+
+def _reject(status: int, reason: str) -> WebhookResponse:
+    logger.info("webhook rejected", extra={"status": status, "reason": reason})
+    return WebhookResponse(status, {"error": reason}, reason)
+
+
+def _ignore(reason: str) -> WebhookResponse:
+    logger.info("webhook ignored", extra={"reason": reason})
+    return WebhookResponse(204, None, reason)
+
+
+# ---------------------------------------------------------------- inputs
+
+class FunctionUrlRequest(BaseModel):
+    """The parts of a Lambda Function URL (payload format 2.0) event the webhook reads."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    isBase64Encoded: bool = False
+    requestContext: dict[str, Any] = Field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        # Function URLs lower-case header names already; normalise anyway for other front doors.
+        for key, value in self.headers.items():
+            if key.lower() == name:
+                return value
+        return None
+
+    @property
+    def method(self) -> str | None:
+        http = self.requestContext.get("http")
+        method = http.get("method") if isinstance(http, dict) else None
+        return method if isinstance(method, str) else None
+
+
+class _Release(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    tag_name: str = Field(min_length=1, max_length=255)
+    html_url: str = Field(min_length=1, max_length=512)
+    draft: bool = False
+    prerelease: bool = False
+    body: str | None = None
+    name: str | None = None
+
+
+class _Repository(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    full_name: str = Field(min_length=3, max_length=200, pattern=r"^[^/\s]+/[^/\s]+$")
+
+
+class _Sender(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    login: str = ""
+
+
+class ReleaseEvent(BaseModel):
+    """GitHub `release` webhook payload (the fields yoloops uses)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: str
+    release: _Release
+    repository: _Repository
+    sender: _Sender = Field(default_factory=_Sender)
+
+
+class TrainingHyperparameters(BaseModel):
+    """Overrides accepted in a release's yaml block; the container re-validates them (strings there)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    epochs: int | None = Field(None, ge=1, le=10_000)
+    imgsz: int | None = Field(None, ge=32, le=4096)
+    batch: int | None = Field(None, ge=-1, le=4096)
+    patience: int | None = Field(None, ge=0, le=10_000)
+    lr0: float | None = Field(None, gt=0, le=1)
+    lrf: float | None = Field(None, gt=0, le=1)
+    momentum: float | None = Field(None, ge=0, le=1)
+    weight_decay: float | None = Field(None, ge=0, le=1)
+    warmup_epochs: float | None = Field(None, ge=0, le=100)
+    optimizer: Literal["auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"] | None = None
+    seed: int | None = Field(None, ge=0)
+    close_mosaic: int | None = Field(None, ge=0)
+    mosaic: float | None = Field(None, ge=0, le=1)
+    fliplr: float | None = Field(None, ge=0, le=1)
+    cos_lr: bool | None = None
+
+    @field_validator("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "mosaic", "fliplr",
+                     mode="before")
+    @classmethod
+    def _ints_are_floats(cls, value: Any) -> Any:
+        # YAML reads `lr0: 1` as an int; strict mode would refuse it for a float field.
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    def as_strings(self) -> dict[str, str]:
+        """SageMaker hyperparameters are strings."""
+        out = {}
+        for key, value in self.model_dump(exclude_none=True).items():
+            out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out
+
+
+class ReleaseBlock(BaseModel):
+    """The optional ```yaml block of a release body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62})?$")
+    hyperparameters: TrainingHyperparameters | None = None
+
+    @property
+    def dataset_name(self) -> str | None:
+        return self.dataset.split("/", 1)[0] if self.dataset else None
+
+    @property
+    def dataset_version(self) -> str | None:
+        return self.dataset.split("/", 1)[1] if self.dataset and "/" in self.dataset else None
+
+
+def parse_release_block(body: str | None) -> ReleaseBlock:
+    """The first ```yaml block of the release notes, validated; no block -> empty ReleaseBlock."""
+    match = _YAML_BLOCK.search(body or "")
+    if not match:
+        return ReleaseBlock()
+    text = match.group(1)
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BLOCK_BYTES:
+        raise InvalidInput(f"release yaml block is over {MAX_YAML_BLOCK_BYTES} bytes")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"release yaml block is not valid YAML: {exc}".splitlines()[0]) from exc
+    if data is None:
+        return ReleaseBlock()
+    if not isinstance(data, dict):
+        raise InvalidInput(f"release yaml block must be a mapping (dataset, hyperparameters), got {type(data).__name__}")
+    try:
+        return ReleaseBlock.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc, "release yaml block")) from exc
+
+
+# ---------------------------------------------------------------- signature
+
+def signature_for(secret: str | bytes, body: bytes) -> str:
+    key = secret.encode() if isinstance(secret, str) else secret
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def signature_matches(secret: str | bytes, body: bytes, provided: str) -> bool:
+    # compare_digest on bytes: a str with non-ASCII characters would raise TypeError.
+    expected = signature_for(secret, body).encode()
+    return hmac.compare_digest(expected, provided.encode("utf-8", "surrogatepass"))
+
+
+# ---------------------------------------------------------------- domain
+
+class DeliveryInProgress(Exception):
+    """The same delivery id is being processed right now (concurrent redelivery)."""
+
+
+@dataclass(frozen=True)
+class WebhookDeps:
+    """Collaborators of `handle_webhook`; the handler wires real ones, tests pass fakes."""
+
+    secret: Callable[[], str]
+    # (request, run id) -> StartResult; duplicates by execution name come back started=False.
+    start: Callable[[RunRequest, str], StartResult]
+    # (delivery id, action) -> action's result, computed once per delivery id.
+    once: Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]]
+    # (dataset name or None, version or None) -> the newest complete version matching, or None.
+    find_dataset: Callable[[str | None, str | None], DatasetRef | None]
+    notify: Callable[[Notification], Any]
+    allow_prereleases: bool = False
+    max_body_bytes: int = 1_000_000
+
+
+def _raw_body(request: FunctionUrlRequest, limit: int) -> bytes | WebhookResponse:
+    body = request.body or ""
+    if request.isBase64Encoded:
+        if len(body) > (limit * 4) // 3 + 4:  # refuse before decoding a huge body
+            return _reject(413, f"body is over {limit} bytes")
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return _reject(400, "body is flagged base64 but is not valid base64")
+    else:
+        if len(body) > limit:  # a str is never longer in chars than in UTF-8 bytes
+            return _reject(413, f"body is over {limit} bytes")
+        raw = body.encode("utf-8", "surrogatepass")
+    if len(raw) > limit:
+        return _reject(413, f"body is over {limit} bytes")
+    return raw
+
+
+def handle_webhook(event: Any, deps: WebhookDeps) -> WebhookResponse:
+    """Answer one GitHub delivery; starts at most one run per release."""
+    try:
+        request = FunctionUrlRequest.model_validate(event)
+    except ValidationError as exc:
+        return _reject(400, describe_validation_error(exc, "function URL event"))
+    if request.method not in (None, "POST"):
+        return _reject(405, f"method {request.method} not allowed; GitHub POSTs")
+
+    raw = _raw_body(request, deps.max_body_bytes)
+    if isinstance(raw, WebhookResponse):
+        return raw
+
+    provided = request.header(SIGNATURE_HEADER)
+    if not provided:
+        return _reject(401, "missing X-Hub-Signature-256 header")
+    if not signature_matches(deps.secret(), raw, provided):
+        return _reject(401, "X-Hub-Signature-256 does not match the body")
+
+    event_type = request.header(EVENT_HEADER) or ""
+    delivery = request.header(DELIVERY_HEADER) or ""
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return _reject(400, f"body is not valid JSON: {exc}")
+    log = {"github_event": event_type, "delivery": delivery}
+
+    if event_type == "ping":
+        logger.info("webhook ping", extra=log)
+        return WebhookResponse(200, {"ok": True, "event": "ping"})
+    if event_type != "release":
+        return _ignore(f"event type {event_type or '(none)'!r} starts nothing; only 'release' does")
+
+    try:
+        release = ReleaseEvent.model_validate(payload)
+    except ValidationError as exc:
+        return _reject(422, describe_validation_error(exc, "release payload"))
+    rel = release.release
+    if release.action != "published":
+        return _ignore(f"release action {release.action!r} starts nothing; only 'published' does")
+    if rel.draft:
+        return _ignore(f"release {rel.tag_name} is a draft; drafts never start a run")
+    if rel.prerelease and not deps.allow_prereleases:
+        return _ignore(f"release {rel.tag_name} is a prerelease and ALLOW_PRERELEASES is off")
+
+    repo, tag = release.repository.full_name, rel.tag_name
+    run_id = run_id_for_release(repo, tag)
+    log |= {"repo": repo, "tag": tag, "run_id": run_id}
+    try:
+        request_model = _run_request(release, delivery, deps)
+    except InvalidInput as exc:
+        reason = f"release {repo}@{tag} starts no run: {exc}"
+        logger.warning("release rejected", extra=log | {"reason": str(exc)})
+        deps.notify(Notification(event_type=EventType.REJECTED, run_id=run_id, text=reason, reason=str(exc),
+                                 links={"release": rel.html_url}))
+        return _reject(422, reason)
+
+    def start() -> dict[str, Any]:
+        result = deps.start(request_model, run_id)
+        return {"run_id": result.run_id, "started": result.started, "execution_arn": result.execution_arn}
+
+    try:
+        outcome = deps.once(delivery, start) if delivery else start()
+    except DeliveryInProgress:
+        return _reject(409, f"delivery {delivery} is already being processed")
+    logger.info("release handled", extra=log | outcome)
+    if not outcome["started"]:
+        return WebhookResponse(200, outcome, f"a run for {repo}@{tag} was already started")
+    return WebhookResponse(202, outcome | {"dataset": request_model.dataset.model_dump()})
+
+
+def _run_request(release: ReleaseEvent, delivery: str, deps: WebhookDeps) -> RunRequest:
+    rel = release.release
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", rel.tag_name):
+        raise InvalidInput(f"tag {rel.tag_name!r} is not a valid container image tag "
+                           "(letters, digits, '_', '.', '-'; at most 128)")
+    block = parse_release_block(rel.body)
+    name, version = block.dataset_name, block.dataset_version
+    dataset = deps.find_dataset(name, version)
+    if dataset is None:
+        if name:
+            raise InvalidInput(f"dataset {block.dataset!r} named in the release has no complete version")
+        raise InvalidInput("no complete dataset version exists yet; push one or name it in a ```yaml block")
+    hyper = block.hyperparameters.as_strings() if block.hyperparameters else {}
+    detail = {"repo": release.repository.full_name, "tag": rel.tag_name, "delivery": delivery,
+              "sender": release.sender.login}
+    try:
+        return RunRequest(dataset=dataset, image_tag=rel.tag_name, hyperparameters=hyper,
+                          trigger=Trigger(source="github", ref=rel.html_url, detail=detail))
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc, "run request")) from exc
+
+
+# ---------------------------------------------------------------- real collaborators
+
+def find_complete_dataset(table: str, dynamodb: Any, name: str | None, version: str | None) -> DatasetRef | None:
+    """Newest complete version (items `pk=DATASETS`, `sk=<completed iso ts>#<name>#<version>`)."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": "DATASETS"}},
+        "ScanIndexForward": False,  # newest completion first
+    }
+    while True:
+        page = dynamodb.query(**kwargs)
+        for item in page.get("Items", []):
+            item_name = item.get("name", {}).get("S")
+            item_version = item.get("version", {}).get("S")
+            if (name and item_name != name) or (version and item_version != version):
+                continue
+            fmt = item.get("format", {}).get("S", "dir")
+            try:
+                return DatasetRef(name=item_name, version=item_version, format=fmt)
+            except ValidationError:
+                logger.warning("unusable dataset item skipped", extra={"sk": item.get("sk", {}).get("S")})
+        if "LastEvaluatedKey" not in page:
+            return None
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+_SECRETS_PROVIDER: Any = None
+
+
+def cached_secret(secret_id: str, max_age: int = 300) -> str:
+    """The webhook secret from Secrets Manager, cached ~5 minutes per container."""
+    global _SECRETS_PROVIDER
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    from yoloops_core import aws
+
+    if _SECRETS_PROVIDER is None:
+        _SECRETS_PROVIDER = SecretsProvider(boto3_client=aws.client("secretsmanager"))
+    value = _SECRETS_PROVIDER.get(secret_id, max_age=max_age)
+    if isinstance(value, bytes):
+        value = value.decode()
+    if not value:
+        raise RuntimeError(f"webhook secret {secret_id} is empty")
+    return value
+
+
+def reset_secret_cache() -> None:
+    global _SECRETS_PROVIDER
+    _SECRETS_PROVIDER = None
+
+
+def delivery_once(table: str, dynamodb: Any, expires_after_seconds: int = 4 * 24 * 3600):
+    """`once(delivery id, action)` backed by powertools idempotency on the IdempotencyTable.
+
+    GitHub lets deliveries be redelivered for 3 days, hence a 4-day record; the execution name
+    (= run id) still guards the same release for 90 days whatever the delivery id.
+    """
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+    persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb)
+    config = IdempotencyConfig(event_key_jmespath="delivery_id", expires_after_seconds=expires_after_seconds,
+                               raise_on_no_idempotency_key=True)
+
+    @idempotent_function(data_keyword_argument="delivery", persistence_store=persistence, config=config,
+                         key_prefix="github-delivery")
+    def _run(delivery: dict[str, str], action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        return action()
+
+    def once(delivery_id: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return _run(delivery={"delivery_id": delivery_id}, action=action)
+        except IdempotencyAlreadyInProgressError as exc:
+            raise DeliveryInProgress(delivery_id) from exc
+
+    return once
+
+
+@cache
+def default_deps() -> WebhookDeps:
+    """Real collaborators from settings (the handler's wiring), built once per cold start."""
+    from yoloops_core import aws
+    from yoloops_core.config import ConfigError, get_settings
+    from yoloops_core.notifications import publish
+    from yoloops_core.runs import start_run
+
+    settings = get_settings()
+    missing = [n for n in ("github_webhook_secret_arn", "state_machine_arn", "idempotency_table")
+               if not getattr(settings, n)]
+    if missing:
+        raise ConfigError(f"github webhook needs {', '.join(m.upper() for m in missing)}")
+    return WebhookDeps(
+        secret=lambda: cached_secret(settings.github_webhook_secret_arn),
+        start=lambda req, run_id: start_run(req, run_id, settings.state_machine_arn, aws.client("stepfunctions")),
+        once=delivery_once(settings.idempotency_table, aws.client("dynamodb")),
+        find_dataset=lambda name, version: find_complete_dataset(
+            settings.runs_table, aws.client("dynamodb"), name, version),
+        notify=lambda n: publish(n, settings.notifications_topic_arn, aws.client("sns")),
+        allow_prereleases=settings.allow_prereleases,
+        max_body_bytes=settings.max_webhook_body_bytes,
+    )
+
+
