@@ -1,0 +1,65 @@
+"""The training plan: CreateTrainingJob fields, verbatim, that the ASL's Train state passes through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from yoloops_core.config import Settings
+from yoloops_core.metrics import METRIC_DEFINITIONS
+from yoloops_core.models import AttemptState, RunContext, job_name
+
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+
+
+def hyperparameters(run: RunContext, settings: Settings) -> dict[str, str]:
+    """Defaults from the settings, overridden by the run's own; SageMaker wants every value a string."""
+    merged = {"model": settings.default_model, "epochs": str(settings.default_epochs)}
+    merged.update({k: str(v) for k, v in run.hyperparameters.items()})
+    return merged
+
+
+def build_plan(run: RunContext, image_uri: str, settings: Settings) -> dict[str, Any]:
+    bucket = settings.artifacts_bucket
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": settings.max_runtime_seconds}
+    if settings.use_spot:
+        # SageMaker requires MaxWait > MaxRuntime for managed spot (time waiting for capacity counts).
+        stopping["MaxWaitTimeInSeconds"] = max(settings.effective_max_wait_seconds,
+                                               settings.max_runtime_seconds + 1)
+    environment: dict[str, str] = {}
+    if settings.wandb_secret_arn:
+        # The ARN only: the container reads the key at start; DescribeTrainingJob shows Environment.
+        environment["WANDB_SECRET_ARN"] = settings.wandb_secret_arn
+    return {
+        "algorithm_specification": {
+            "TrainingImage": image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
+        },
+        "hyperparameters": hyperparameters(run, settings),
+        "input_data_config": [{
+            "ChannelName": "train",
+            "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": f"s3://{bucket}/{run.dataset.key}",
+                "S3DataDistributionType": "FullyReplicated",
+            }},
+        }],
+        "output_data_config": {"S3OutputPath": f"s3://{bucket}/runs/{run.run_id}/output/"},
+        "resource_config": {
+            "InstanceType": settings.instance_type,
+            "InstanceCount": settings.instance_count,
+            "VolumeSizeInGB": settings.volume_size_gb,
+        },
+        "stopping_condition": stopping,
+        "use_spot": settings.use_spot,
+        # One prefix for every attempt of the run: a retry resumes from the last checkpoint.
+        "checkpoint_config": {"S3Uri": f"s3://{bucket}/runs/{run.run_id}/checkpoints/",
+                              "LocalPath": CHECKPOINT_LOCAL_PATH},
+        "environment": environment,
+        "tags": [{"Key": "yoloops:run-id", "Value": run.run_id},
+                 {"Key": "yoloops:dataset", "Value": run.dataset.name}],
+    }
+
+
+def first_attempt(run_id: str) -> AttemptState:
+    return AttemptState(number=1, job_name=job_name(run_id, 1))

@@ -1,0 +1,188 @@
+"""Slack delivery: notification JSON -> Block Kit -> POST to the incoming webhook, with bounded retries.
+
+Failure after the retries raises: Lambda's async retries try again, then the DLQ keeps the message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+logger = Logger(child=True)
+
+MAX_ATTEMPTS = 4
+BASE_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 20.0
+TIMEOUT_S = 10.0
+
+EMOJI = {
+    "run.started": ":rocket:", "dataset.rejected": ":no_entry:", "budget.blocked": ":money_with_wings:",
+    "training.failed": ":x:", "training.interrupted": ":hourglass:", "model.promoted": ":trophy:",
+    "champion.kept": ":shield:", "champion.manual_promote": ":crown:", "champion.rollback": ":rewind:",
+}
+TITLE = {
+    "run.started": "Training started", "dataset.rejected": "Dataset rejected",
+    "budget.blocked": "Run blocked by budget", "training.failed": "Training failed",
+    "training.interrupted": "Spot interruption", "model.promoted": "New champion promoted",
+    "champion.kept": "Champion kept", "champion.manual_promote": "Champion set manually",
+    "champion.rollback": "Champion rolled back",
+}
+
+
+class SlackDeliveryError(RuntimeError):
+    """Slack did not accept the message after the bounded retries."""
+
+
+# (url, body, headers, timeout) -> (status, headers, body text)
+Poster = Callable[[str, bytes, dict[str, str], float], tuple[int, dict[str, str], str]]
+
+
+def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, dict[str, str], str]:
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers.items()), resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers.items()) if exc.headers else {}, exc.read().decode("utf-8", "replace")
+
+
+def webhook_url_from_secret(secret: str) -> str:
+    """The secret holds the URL itself or JSON {"url": ...} / {"webhook_url": ...}."""
+    value = secret.strip()
+    if value.startswith("{"):
+        data = json.loads(value)
+        value = str(data.get("webhook_url") or data.get("url") or "")
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("the Slack webhook secret does not hold an http(s) URL")
+    return value
+
+
+def _fmt_duration(seconds: float) -> str:
+    s = int(seconds)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
+
+
+def _field(label: str, value: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": f"*{label}*\n{value}"}
+
+
+def render(message: dict[str, Any]) -> dict[str, Any]:
+    """Block Kit payload (header, fields, optional reason/report, context links) + fallback `text`."""
+    etype = str(message.get("event_type") or "")
+    title = f"{EMOJI.get(etype, ':information_source:')} {TITLE.get(etype, etype or 'yoloops')}"
+    text = str(message.get("text") or title)
+    fields = []
+    if message.get("dataset"):
+        fields.append(_field("Dataset", f"{message['dataset']} {message.get('version') or ''}".strip()))
+    if message.get("run_id"):
+        fields.append(_field("Run", f"`{message['run_id']}`"))
+    metrics = message.get("metrics") or {}
+    delta = message.get("delta") or {}
+    for name in ("mAP50-95", "mAP50"):
+        if isinstance(metrics.get(name), (int, float)):
+            shown = f"{metrics[name]:.4f}"
+            if isinstance(delta.get(name), (int, float)):
+                shown += f" ({delta[name]:+.4f})"
+            fields.append(_field(name, shown))
+    if message.get("attempts") is not None:
+        extra = f", {message['interruptions']} interruptions" if message.get("interruptions") else ""
+        fields.append(_field("Attempts", f"{message['attempts']}{extra}"))
+    if isinstance(message.get("duration_s"), (int, float)):
+        fields.append(_field("Duration", _fmt_duration(message["duration_s"])))
+    if isinstance(message.get("cost_usd"), (int, float)):
+        fields.append(_field("Cost", f"${message['cost_usd']:.2f}"))
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+    ]
+    if fields:
+        blocks.append({"type": "section", "fields": fields[:10]})
+    if message.get("reason") and message.get("reason") not in text:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Reason*\n{message['reason']}"[:3000]}})
+    if isinstance(message.get("report"), dict):
+        report = json.dumps(message["report"], indent=1)[:2900]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Report*\n```{report}```"}})
+    link_names = {"execution": "Execution", "training_job": "Training job", "logs": "Logs"}
+    links = [f"<{url}|{link_names.get(k, k)}>" for k, url in (message.get("links") or {}).items() if url]
+    if links:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]})
+    return {"text": text, "blocks": blocks}
+
+
+def payload_for(sns_message: str) -> dict[str, Any]:
+    """A yoloops notification renders as Block Kit; anything else is posted as plain text."""
+    try:
+        message = json.loads(sns_message)
+    except (TypeError, ValueError):
+        message = None
+    if isinstance(message, dict) and "event_type" in message:
+        return render(message)
+    return {"text": str(sns_message)[:39000]}
+
+
+def _retry_after(headers: dict[str, str], attempt: int) -> float:
+    for key, value in headers.items():
+        if key.lower() == "retry-after":
+            try:
+                return min(float(value), MAX_BACKOFF_S)
+            except ValueError:
+                break
+    return min(BASE_BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S)
+
+
+def post(url: str, payload: dict[str, Any], poster: Poster = urllib_post,
+         sleep: Callable[[float], None] = time.sleep, max_attempts: int = MAX_ATTEMPTS) -> int:
+    """POST with retries on 429/5xx/network errors (honouring Retry-After); returns attempts used."""
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json"}
+    last = ""
+    for attempt in range(1, max_attempts + 1):
+        try:
+            status, resp_headers, text = poster(url, body, headers, TIMEOUT_S)
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            status, resp_headers, text = 0, {}, f"{type(exc).__name__}: {exc}"
+        if 200 <= status < 300:
+            return attempt
+        last = f"HTTP {status}: {text[:200]}" if status else text[:200]
+        if status and status != 429 and status < 500:
+            # 4xx other than 429 (bad payload, revoked webhook): retrying cannot help.
+            raise SlackDeliveryError(f"Slack rejected the message: {last}")
+        logger.warning("slack post failed, will retry", extra={"attempt": attempt, "status": status})
+        if attempt < max_attempts:
+            sleep(_retry_after(resp_headers, attempt))
+    raise SlackDeliveryError(f"Slack did not accept the message after {max_attempts} attempts: {last}")
+
+
+def deliver(sns_message: str, webhook_url: str, poster: Poster = urllib_post,
+            sleep: Callable[[float], None] = time.sleep) -> int:
+    return post(webhook_url, payload_for(sns_message), poster=poster, sleep=sleep)
+
+
+_provider: Any = None
+
+
+def reset_secret_cache() -> None:
+    """Forget the cached provider and secret (tests that switch endpoints)."""
+    global _provider
+    _provider = None
+
+
+def get_webhook_url(secret_arn: str, max_age: int = 300) -> str:
+    """Webhook URL from Secrets Manager, cached by powertools for `max_age` seconds (warm starts)."""
+    global _provider
+    if _provider is None:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        from yoloops_core.aws import client
+
+        _provider = SecretsProvider(boto3_client=client("secretsmanager"))
+    value = _provider.get(secret_arn, max_age=max_age)
+    return webhook_url_from_secret(value if isinstance(value, str) else bytes(value).decode())

@@ -1,0 +1,243 @@
+"""Workflow steps before evaluation: validate the dataset, gate on budget, decide on a failed attempt.
+
+Each function takes the parsed step input and its collaborators (settings, store, clients) and returns
+exactly the shape docs/architecture.md gives for that state; the handlers in functions/ are thin.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field
+
+from yoloops_core import budget
+from yoloops_core.config import ConfigError, Settings
+from yoloops_core.models import (
+    MAX_RUN_ID_LENGTH,
+    AttemptState,
+    DatasetRef,
+    EventType,
+    InvalidInput,
+    RunContext,
+    RunRequest,
+    RunStatus,
+    iso,
+    job_name,
+    parse_model,
+    utcnow,
+)
+from yoloops_core.notifications import Notification, Publisher, publish
+from yoloops_core.plan import build_plan, first_attempt
+
+logger = Logger(child=True)
+
+RUN_ID_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9-]{{0,{MAX_RUN_ID_LENGTH - 1}}}$")
+
+
+# ---------------------------------------------------------------- step inputs
+
+class ImageState(BaseModel):
+    ready: bool = True
+    polls: int = 0
+    image_uri: str
+
+
+class ValidateDatasetEvent(BaseModel):
+    run_id: str
+    execution_arn: str | None = None
+    request: Any = None  # parsed by the step itself so the error names the request's field
+
+
+class CheckBudgetEvent(BaseModel):
+    run: RunContext
+    image: ImageState
+
+
+class StepError(BaseModel):
+    """`$.error` as a Catch writes it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    error: str = Field("Unknown", alias="Error")
+    cause: str | None = Field(None, alias="Cause")
+
+
+class TrainingFailedEvent(BaseModel):
+    run: RunContext
+    attempt: AttemptState
+    error: StepError
+
+
+Validator = Callable[[str, DatasetRef, Any], Any]
+
+
+def _default_validator() -> Validator:
+    # Imported lazily: the validator is another module's (and only this step needs it).
+    from yoloops_core.dataset import validate_s3_dataset
+
+    return validate_s3_dataset
+
+
+# ---------------------------------------------------------------- ValidateDataset
+
+def resolve_image(request: RunRequest, settings: Settings) -> tuple[str, bool]:
+    """(image URI, needs_image_check). Release runs train with the image tagged by the release."""
+    if request.image_tag:
+        if not settings.ecr_repository:
+            raise ConfigError("ECR_REPOSITORY is not set, so a run with image_tag cannot resolve its image")
+        return f"{settings.ecr_repository}:{request.image_tag}", True
+    if not settings.training_image_uri:
+        raise ConfigError("TRAINING_IMAGE_URI is not set: no training image for this run")
+    return settings.training_image_uri, False
+
+
+def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: Any, s3: Any,
+                     validator: Validator | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Parse the execution input, create the run record (once), validate the dataset version."""
+    if not RUN_ID_PATTERN.match(event.run_id):
+        raise InvalidInput(f"invalid run_id (execution name) {event.run_id!r}: must match {RUN_ID_PATTERN.pattern}")
+    request = parse_model(RunRequest, event.request, "execution input")
+    image_uri, needs_check = resolve_image(request, settings)
+    run = RunContext(
+        run_id=event.run_id, execution_arn=event.execution_arn, dataset=request.dataset,
+        trigger=request.trigger, image_tag=request.image_tag, image_uri=image_uri,
+        needs_image_check=needs_check, image_poll_seconds=settings.image_poll_seconds,
+        hyperparameters=request.hyperparameters, started_at=iso(now or utcnow()),
+    )
+    if not store.create_run(run, now=now):
+        # Re-invoked step: keep the original start time so month and duration stay right.
+        existing = store.get_run(run.run_id) or {}
+        run.started_at = existing.get("started_at") or run.started_at
+    report = (validator or _default_validator())(settings.artifacts_bucket, request.dataset, s3)
+    valid = bool(report.valid)
+    report_dict = report.model_dump(mode="json")
+    store.update_run(run.run_id, now=now, note="dataset valid" if valid else "dataset rejected")
+    logger.info("dataset validated", extra={"run_id": run.run_id, "valid": valid})
+    return {
+        "run": run.model_dump(mode="json"),
+        "validation": {"valid": valid, "report": report_dict},
+        "image": {"ready": not needs_check, "polls": 0, "image_uri": image_uri},
+    }
+
+
+# ---------------------------------------------------------------- CheckBudget
+
+def check_budget(event: CheckBudgetEvent, *, settings: Settings, store: Any, sns: Publisher,
+                 now: datetime | None = None) -> dict[str, Any]:
+    """Gate the run on the monthly budget and build its training plan; publish `run.started`."""
+    run = event.run
+    decision = budget.decide(run.run_id, settings, store, now)
+    plan = build_plan(run, event.image.image_uri, settings)
+    attempt = first_attempt(run.run_id)
+    figures = f"${decision.worst_case_usd:.2f} worst case, ${decision.spent_usd:.2f} spent, " \
+              f"${decision.in_flight_usd:.2f} in flight, budget ${decision.budget_usd:.2f}"
+    if decision.admitted:
+        before = store.get_run(run.run_id) or {}
+        store.record_job(run.run_id, 1, attempt.job_name, now=now, status=RunStatus.TRAINING,
+                         note=f"admitted: {figures}", worst_case_cost_usd=decision.worst_case_usd,
+                         image_uri=event.image.image_uri)
+        if before.get("status") != RunStatus.TRAINING.value:  # a re-invoked step does not notify twice
+            publish(_started(run, decision, attempt), settings.notifications_topic_arn, sns)
+    else:
+        store.update_run(run.run_id, now=now, status=RunStatus.BUDGET_BLOCKED, note=f"blocked: {figures}",
+                         worst_case_cost_usd=decision.worst_case_usd)
+    logger.info("budget decision", extra={"run_id": run.run_id, **decision.model_dump()})
+    return {"admitted": decision.admitted, "plan": plan, "attempt": attempt.model_dump(mode="json"),
+            "budget": decision.model_dump(mode="json")}
+
+
+def _started(run: RunContext, decision: budget.BudgetDecision, attempt: AttemptState) -> Notification:
+    return Notification(
+        event_type=EventType.STARTED, run_id=run.run_id, dataset=run.dataset.name,
+        version=run.dataset.version, attempts=1,
+        text=(f"Training started for {run.dataset.name} {run.dataset.version} (run {run.run_id}, "
+              f"job {attempt.job_name}) on {decision.instance_count} x {decision.instance_type}; "
+              f"worst case ${decision.worst_case_usd:.2f}, ${decision.remaining_usd:.2f} of "
+              f"${decision.budget_usd:.2f} left this month before it."),
+    )
+
+
+# ---------------------------------------------------------------- AttemptFailed
+
+RETRIABLE_ERROR_CODES = {
+    "SageMaker.InternalServerError", "SageMaker.InternalFailure", "SageMaker.ServiceUnavailable",
+    "SageMaker.ThrottlingException", "SageMaker.InsufficientInstanceCapacity", "SageMaker.CapacityError",
+}
+# Matched in FailureReason / API error messages (case-insensitive).
+RETRIABLE_MARKERS = (
+    "insufficientinstancecapacity", "insufficient capacity", "capacityerror",
+    "internalservererror", "internalfailure", "internal error", "internal server error",
+    "throttlingexception", "rate exceeded", "serviceunavailable",
+)
+# Errors the same job would hit again: the dataset, the code, the hyperparameters, the quota.
+FATAL_MARKERS = ("clienterror", "algorithmerror")
+
+
+def parse_cause(cause: str | None) -> dict[str, Any]:
+    """The Catch's Cause as a dict: DescribeTrainingJob JSON, a Lambda error, or {'message': text}."""
+    if not cause:
+        return {}
+    try:
+        value = json.loads(cause)
+    except (TypeError, ValueError):
+        return {"message": str(cause)}
+    return value if isinstance(value, dict) else {"message": str(cause)}
+
+
+def failure_reason(error: StepError) -> str:
+    cause = parse_cause(error.cause)
+    reason = cause.get("FailureReason") or cause.get("errorMessage") or cause.get("message")
+    if reason:
+        return f"{error.error}: {reason}" if error.error.startswith("SageMaker.") else str(reason)
+    status = cause.get("SecondaryStatus") or cause.get("TrainingJobStatus")
+    return f"{error.error} ({status})" if status else error.error
+
+
+def is_retriable(error: StepError) -> bool:
+    """Spot capacity never came, no capacity, or an AWS-side transient error: a new job may succeed.
+
+    `SageMaker.ResourceLimitExceeded` is NOT retried: it is an account quota (instances of the type,
+    spot instances, concurrent jobs) and the loop retries at once, so it would burn every attempt in
+    seconds; the failure notification tells the team to raise the quota or wait for running jobs.
+    """
+    cause = parse_cause(error.cause)
+    if cause.get("SecondaryStatus") == "MaxWaitTimeExceeded":
+        return True
+    text = " ".join(str(x) for x in (error.error, cause.get("FailureReason"), cause.get("message"),
+                                      cause.get("errorMessage")) if x).lower()
+    if any(m in text for m in FATAL_MARKERS):
+        return False
+    if error.error in RETRIABLE_ERROR_CODES:
+        return True
+    return any(m in text for m in RETRIABLE_MARKERS)
+
+
+def training_failed(event: TrainingFailedEvent, *, settings: Settings, store: Any,
+                    now: datetime | None = None) -> dict[str, Any]:
+    """Record the failed attempt; return the next AttemptState (retry) or the final one."""
+    run, attempt, error = event.run, event.attempt, event.error
+    reason = failure_reason(error)
+    retriable = is_retriable(error)
+    cause = parse_cause(error.cause)
+    billed = budget.billable_seconds(cause)
+    store.record_attempt_billing(run.run_id, attempt.number, billed)
+    store.update_run(run.run_id, now=now, note=f"attempt {attempt.number} ({attempt.job_name}) failed: {reason}",
+                     failure_reason=reason, error=error.error,
+                     last_secondary_status=cause.get("SecondaryStatus"))
+    if retriable and attempt.number < settings.max_attempts:
+        nxt = AttemptState(number=attempt.number + 1, job_name=job_name(run.run_id, attempt.number + 1),
+                           retry=True, reason=reason)
+        store.record_job(run.run_id, nxt.number, nxt.job_name, now=now,
+                         note=f"retrying as {nxt.job_name} (same checkpoints)")
+    else:
+        why = "not retriable" if not retriable else f"attempts exhausted ({attempt.number}/{settings.max_attempts})"
+        nxt = AttemptState(number=attempt.number, job_name=attempt.job_name, retry=False,
+                           reason=f"{reason} [{why}]")
+    logger.info("attempt failed", extra={"run_id": run.run_id, "attempt": attempt.number,
+                                         "retriable": retriable, "retry": nxt.retry, "reason": reason})
+    return nxt.model_dump(mode="json")
