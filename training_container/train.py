@@ -709,8 +709,9 @@ def write_outputs(paths: Paths, cfg: TrainConfig, final: dict[str, float], per_c
 
 def train(paths: Paths, cfg: TrainConfig, sig: _Signals) -> dict:
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="yoloops-ultra-"))
-    make_offline(Path(os.environ.get("YOLO_CONFIG_DIR") or scratch / "config"))
+    # The image sets YOLO_CONFIG_DIR (fonts baked in); local runs get a stable per-machine dir.
+    config_dir = Path(os.environ.get("YOLO_CONFIG_DIR") or Path(tempfile.gettempdir()) / "yoloops-ultralytics")
+    make_offline(config_dir)
     ds = prepare_dataset(paths.train, paths.work)
     log(f"dataset {ds.root}: {ds.n_train} train / {ds.n_val} val images, classes {ds.names}")
     if cfg.export_onnx:
@@ -719,7 +720,7 @@ def train(paths: Paths, cfg: TrainConfig, sig: _Signals) -> dict:
         except ImportError:
             raise JobFailure("export_onnx=true but the onnx package is not installed in this image") from None
 
-    patch_ultralytics(scratch)
+    patch_ultralytics(config_dir)
     machine = detect_machine()
     speed = resolve_throughput(cfg, machine, ds.n_train, ds.bytes_train)
     log(f"machine {machine}; throughput settings {speed}")
@@ -740,7 +741,6 @@ def train(paths: Paths, cfg: TrainConfig, sig: _Signals) -> dict:
         return _fit(paths, cfg, ds, speed, sig, state, wandb, first_step, cache_store)
     finally:
         wandb.finish()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _fit(paths, cfg, ds, speed, sig, state, wandb, first_step, cache_store) -> dict:
