@@ -1,0 +1,19 @@
+"""Evaluate step: final metrics of the training job compared with the dataset's champion."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from yoloops_core.aws import client
+from yoloops_core.config import get_settings
+from yoloops_core.evaluate import EvaluateEvent, evaluate
+from yoloops_core.models import parse_model
+from yoloops_core.store import RunStore
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    settings = get_settings()
+    step = parse_model(EvaluateEvent, event, "Evaluate input")
+    logger.append_keys(run_id=step.run.run_id, job_name=step.training.job_name)
+    return evaluate(step, settings=settings, store=RunStore(settings.runs_table), s3=client("s3"))

@@ -1,0 +1,20 @@
+"""Notify step (every outcome, and the failure path of every state): final run record + one SNS message.
+
+The event is deliberately not validated into a strict model: this step must report ANY state,
+including malformed execution input (yoloops_core.outcomes copes with every shape).
+"""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from yoloops_core.aws import client
+from yoloops_core.config import get_settings
+from yoloops_core.outcomes import notify
+from yoloops_core.store import RunStore
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    settings = get_settings()
+    return notify(event, settings=settings, store=RunStore(settings.runs_table), sns=client("sns"))

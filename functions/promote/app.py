@@ -1,0 +1,19 @@
+"""Promote step: store the model version, then take the champion by conditional write."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from yoloops_core.aws import client
+from yoloops_core.config import get_settings
+from yoloops_core.models import parse_model
+from yoloops_core.promote import PromoteEvent, promote
+from yoloops_core.store import RunStore
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    settings = get_settings()
+    step = parse_model(PromoteEvent, event, "Promote input")
+    logger.append_keys(run_id=step.run.run_id)
+    return promote(step, bucket=settings.artifacts_bucket, store=RunStore(settings.runs_table), s3=client("s3"))

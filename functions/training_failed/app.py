@@ -1,0 +1,18 @@
+"""AttemptFailed step: record the failed training attempt and decide whether to retry."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from yoloops_core.config import get_settings
+from yoloops_core.models import parse_model
+from yoloops_core.steps import TrainingFailedEvent, training_failed
+from yoloops_core.store import RunStore
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    settings = get_settings()
+    step = parse_model(TrainingFailedEvent, event, "AttemptFailed input")
+    logger.append_keys(run_id=step.run.run_id, job_name=step.attempt.job_name)
+    return training_failed(step, settings=settings, store=RunStore(settings.runs_table))
