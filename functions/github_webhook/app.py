@@ -10,4 +10,6 @@ logger = Logger()
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # The raw event goes to the domain: the signature must be checked on the exact bytes received.
-    return handle_webhook(event, default_deps()).to_lambda()
+    deps = default_deps()
+    deps.register_context(context)
+    return handle_webhook(event, deps).to_lambda()

@@ -14,7 +14,6 @@ from gh_helpers import (
     release_payload,
     sign,
 )
-
 from yoloops_core.github import (
     DeliveryInProgress,
     WebhookDeps,

@@ -256,6 +256,9 @@ class WebhookDeps:
     notify: Callable[[Notification], Any]
     allow_prereleases: bool = False
     max_body_bytes: int = 1_000_000
+    # Gives the idempotency layer the invocation's remaining time, so the in-progress record of a
+    # crashed invocation expires with it instead of blocking redeliveries for days.
+    register_context: Callable[[Any], None] = lambda context: None
 
 
 def _raw_body(request: FunctionUrlRequest, limit: int) -> bytes | WebhookResponse:
@@ -422,7 +425,7 @@ def reset_secret_cache() -> None:
 
 
 def delivery_once(table: str, dynamodb: Any, expires_after_seconds: int = 4 * 24 * 3600):
-    """`once(delivery id, action)` backed by powertools idempotency on the IdempotencyTable.
+    """(`once(delivery id, action)`, `register_context(context)`) backed by powertools idempotency on the IdempotencyTable.
 
     GitHub lets deliveries be redelivered for 3 days, hence a 4-day record; the execution name
     (= run id) still guards the same release for 90 days whatever the delivery id.
@@ -449,7 +452,7 @@ def delivery_once(table: str, dynamodb: Any, expires_after_seconds: int = 4 * 24
         except IdempotencyAlreadyInProgressError as exc:
             raise DeliveryInProgress(delivery_id) from exc
 
-    return once
+    return once, config.register_lambda_context
 
 
 @cache
@@ -465,10 +468,12 @@ def default_deps() -> WebhookDeps:
                if not getattr(settings, n)]
     if missing:
         raise ConfigError(f"github webhook needs {', '.join(m.upper() for m in missing)}")
+    once, register_context = delivery_once(settings.idempotency_table, aws.client("dynamodb"))
     return WebhookDeps(
         secret=lambda: cached_secret(settings.github_webhook_secret_arn),
         start=lambda req, run_id: start_run(req, run_id, settings.state_machine_arn, aws.client("stepfunctions")),
-        once=delivery_once(settings.idempotency_table, aws.client("dynamodb")),
+        once=once,
+        register_context=register_context,
         find_dataset=lambda name, version: find_complete_dataset(
             settings.runs_table, aws.client("dynamodb"), name, version),
         notify=lambda n: publish(n, settings.notifications_topic_arn, aws.client("sns")),
