@@ -1,0 +1,88 @@
+"""Helpers for the S3 trigger tests and benchmark: moto resources shaped like the template's."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+BUCKET = "yoloops-artifacts-123456789012"  # the bucket named in events/s3_*.json
+TABLE = "yoloops-runs"
+ACCOUNT = "123456789012"
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def real_asl() -> str:
+    """statemachine/training.asl.json with DefinitionSubstitutions filled with plausible ARNs."""
+    text = (ROOT / "statemachine" / "training.asl.json").read_text()
+
+    def arn(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name.endswith("RoleArn"):
+            return f"arn:aws:iam::{ACCOUNT}:role/{name}"
+        return f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name.removesuffix('Arn')}"
+
+    return re.sub(r"\$\{(\w+)\}", arn, text)
+
+
+def create_state_machine(sfn: Any) -> str:
+    return sfn.create_state_machine(
+        name="yoloops-training", definition=real_asl(), roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn"
+    )["stateMachineArn"]
+
+
+def create_runs_table(ddb: Any, name: str = TABLE) -> str:
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+def record_event(key: str, *, event_name: str = "ObjectCreated:Put", bucket: str = BUCKET, size: int = 1,
+                 event_time: str = "2026-11-28T10:15:30.512Z", sequencer: str = "00A") -> dict[str, Any]:
+    """A one-record S3 notification, key already URL-encoded as S3 sends it."""
+    event = load_fixture("s3_manifest_put.json")
+    rec = event["Records"][0]
+    rec["eventName"] = event_name
+    rec["eventTime"] = event_time
+    rec["s3"]["bucket"]["name"] = bucket
+    rec["s3"]["object"].update(key=key, size=size, sequencer=sequencer)
+    return event
+
+
+def template_notification_rules() -> tuple[tuple[str, str], ...] | None:
+    """(prefix, suffix) rules of S3TriggerFunction's S3 events in template.yaml, or None without them."""
+    path = ROOT / "template.yaml"
+    if not path.exists():
+        return None
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    # CloudFormation short-form intrinsics (!Ref, !Sub, ...) as plain values.
+    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    template = yaml.load(path.read_text(), Loader=_Loader)
+    fn = (template.get("Resources") or {}).get("S3TriggerFunction")
+    if not fn:
+        return None
+    rules = []
+    for ev in ((fn.get("Properties") or {}).get("Events") or {}).values():
+        if ev.get("Type") != "S3":
+            continue
+        props = ev.get("Properties") or {}
+        filt = {r["Name"].lower(): r["Value"] for r in (props.get("Filter") or {}).get("S3Key", {}).get("Rules", [])}
+        events = props.get("Events")
+        events = events if isinstance(events, list) else [events]
+        rules.append((filt.get("prefix", ""), filt.get("suffix", ""), tuple(events)))
+    return tuple(rules) or None
