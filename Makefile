@@ -27,5 +27,25 @@ pytest: setup
 
 test: lint static pytest
 
+# ---- static checks of template.yaml and the ASL (the three must pass; see scripts/sam_offline.py)
+# sam-cli pins older boto3, so it lives in its own venv; asl-validator comes from package-lock.json.
+SAM_CLI_VERSION := 1.170.0
+STATIC_REGION := us-east-1
+ASL_FILES := $(wildcard statemachine/*.asl.json)
+
+$(SAM_VENV)/.installed:
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+static: setup $(SAM_VENV)/.installed node_modules/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region $(STATIC_REGION) --template-file template.yaml
+	$(PY) scripts/sam_offline.py --region $(STATIC_REGION)
+	node_modules/.bin/asl-validator $(foreach f,$(ASL_FILES),--json-path $(f))
+
 clean:
 	rm -rf $(VENV) $(SAM_VENV) node_modules .aws-sam .local
