@@ -699,9 +699,14 @@ def write_outputs(paths: Paths, cfg: TrainConfig, final: dict[str, float], per_c
     }
     (paths.model / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cfg.export_onnx:
+        import importlib.util
+
         from ultralytics import YOLO
 
-        exported = YOLO(str(paths.model / "best.pt")).export(format="onnx", imgsz=cfg.imgsz, device="cpu")
+        # simplify needs onnxslim + onnxruntime; without them Ultralytics would try to pip-install them (offline)
+        simplify = all(importlib.util.find_spec(m) for m in ("onnxslim", "onnxruntime"))
+        exported = YOLO(str(paths.model / "best.pt")).export(format="onnx", imgsz=cfg.imgsz, device="cpu",
+                                                              simplify=simplify)
         shutil.move(str(exported), paths.model / "model.onnx")
     (ckpt / DONE_MARKER).write_text(json.dumps({"finished_at": time.time(), "metrics": final}))
     return metrics
