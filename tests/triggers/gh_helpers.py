@@ -276,6 +276,16 @@ def fixtures() -> dict[str, Any]:
     }
 
 
+def load_handler(name: str):
+    """`functions/<name>/app.py`'s lambda_handler (every function's module is called `app`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"fn_{name}", EVENTS.parent / "functions" / name / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.lambda_handler
+
+
 def load_fixture(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 

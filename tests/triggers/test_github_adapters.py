@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import boto3
 import pytest
-from gh_helpers import RELEASE_RUN_ID, TEST_SECRET, function_url_event, load_fixture, release_payload
+from gh_helpers import (
+    RELEASE_RUN_ID,
+    TEST_SECRET,
+    function_url_event,
+    load_fixture,
+    load_handler,
+    release_payload,
+)
 from moto import mock_aws
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_handler(name: str):
-    spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
-
 
 CONTEXT = SimpleNamespace(function_name="GithubWebhookFunction", memory_limit_in_mb=256,
                           invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:gh",

@@ -1,0 +1,98 @@
+"""CheckImage step: a release run trains with the image tagged with the release tag; CI may still be
+pushing it when the release is published, so the workflow polls ECR (bounded) before training."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field
+
+from yoloops_core.models import InvalidInput, RunContext, parse_model, utcnow
+
+logger = Logger(child=True)
+
+
+class ImageNotFound(Exception):
+    """The release's image tag never appeared in ECR within IMAGE_MAX_POLLS checks."""
+
+
+class ImageState(BaseModel):
+    """`$.image` in the state machine."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    ready: bool = False
+    polls: int = Field(0, ge=0)
+    image_uri: str | None = None
+
+
+class CheckImageInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    run: RunContext
+    image: ImageState = Field(default_factory=ImageState)
+
+
+class ImageDescriber(Protocol):
+    def describe_images(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+def repository_name(repository_uri: str) -> str:
+    """`<account>.dkr.ecr.<region>.amazonaws.com/<name>` (or a bare name) -> `<name>`."""
+    name = repository_uri.split("/", 1)[1] if "/" in repository_uri else repository_uri
+    name = name.split("@", 1)[0]
+    # A URI that already carries a tag: drop it (the colon after the last slash).
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+
+
+def _repository_uri(run: RunContext, configured: str) -> str:
+    if configured:
+        return configured.rstrip("/")
+    # Fall back to the repository part of the resolved image URI (`<repo uri>:<tag>`).
+    base = run.image_uri.split("@", 1)[0]
+    last = base.rsplit("/", 1)
+    return base.rsplit(":", 1)[0] if ":" in last[-1] else base
+
+
+def _elapsed_s(run: RunContext, now: datetime) -> int | None:
+    try:
+        started = datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0, int((now - started).total_seconds()))
+
+
+def check_image(payload: Any, *, ecr: ImageDescriber, repository_uri: str, max_polls: int,
+                now: datetime | None = None) -> dict[str, Any]:
+    """One poll: `{ready, polls, image_uri}`; raises ImageNotFound on the last failed poll."""
+    data = parse_model(CheckImageInput, payload, "CheckImage input")
+    run, state = data.run, data.image
+    if not run.image_tag:
+        raise InvalidInput(f"run {run.run_id} has no image_tag to wait for")
+    repo_uri = _repository_uri(run, repository_uri)
+    repo = repository_name(repo_uri)
+    image_uri = f"{repo_uri}:{run.image_tag}"
+    log = {"run_id": run.run_id, "repository": repo, "tag": run.image_tag, "polls": state.polls}
+    try:
+        found = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": run.image_tag}])
+    except Exception as exc:  # botocore ClientError, matched by code so fakes need no botocore
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ImageNotFoundException":
+            raise  # missing repository, access denied...: a real error for the Catch
+        found = {"imageDetails": []}
+    if not found.get("imageDetails"):
+        polls = state.polls + 1
+        if polls >= max_polls:
+            elapsed = _elapsed_s(run, now or utcnow())
+            waited = (f"{elapsed} s since the run started" if elapsed is not None
+                      else f"about {polls * run.image_poll_seconds} s")
+            message = (f"image {repo}:{run.image_tag} never appeared in ECR after {polls} checks "
+                       f"({waited}, IMAGE_MAX_POLLS={max_polls}); was the image for release "
+                       f"{run.image_tag} built and pushed?")
+            logger.error("image never appeared", extra=log | {"max_polls": max_polls})
+            raise ImageNotFound(message)
+        logger.info("image not pushed yet", extra=log | {"polls": polls})
+        return {"ready": False, "polls": polls, "image_uri": image_uri}
+    logger.info("image ready", extra=log | {"digest": found["imageDetails"][0].get("imageDigest")})
+    return {"ready": True, "polls": state.polls + 1, "image_uri": image_uri}
