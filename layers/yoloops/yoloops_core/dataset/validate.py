@@ -49,6 +49,7 @@ class _Split:
     name: str
     images: list[str] = field(default_factory=list)
     stats: SplitStats = field(default_factory=SplitStats)
+    found: bool = True  # False when a path it names does not exist (already an error)
 
 
 class _Index:
@@ -109,6 +110,8 @@ def validate_source(source: DatasetSource) -> DatasetReport:
     report.splits = {s.name: s.stats for s in splits}
     for s in splits:
         if s.stats.images == 0:
+            if not s.found:
+                continue  # already reported as split_not_found
             if s.name in REQUIRED_SPLITS:
                 problems.error("empty_split", f"split '{s.name}' has no images", key(yaml_path))
             else:
@@ -247,6 +250,7 @@ def _resolve_split(name: str, value: Any, root: str, index: _Index, source: Data
         found = _locate(ref, root, index)
         if found is None:
             problems.error("split_not_found", f"'{name}: {ref}' does not exist in the dataset", yaml_key)
+            split.found = False
         elif found in index.size:
             split.images += _read_image_list(found, root, index, source, problems)
         else:
