@@ -1,0 +1,304 @@
+"""The narrow adaptations of moto 5.2.5 the local stack needs (installed once per process).
+
+1. Step Functions: `arn:aws:states:::sagemaker:createTrainingJob.sync` is dispatched to the local
+   TrainingBackend (moto forwards SageMaker to its own backend and has no `.sync` resolver).
+2. Lambda: `LambdaFunction.invoke` (Step Functions `lambda:invoke`, the Invoke API) runs the handler
+   in-process through `LambdaRuntime` instead of Docker.
+3. S3 bucket notifications, SNS lambda subscriptions and EventBridge rules with Lambda targets deliver
+   asynchronously through the same runtime, with event shapes as AWS sends them.
+
+Everything is routed through `ACTIVE`, the runtime of the local stack that is up in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+log = logging.getLogger("yoloops.local.moto")
+
+
+@dataclass
+class Active:
+    """What the patched moto code calls into (one local stack per process)."""
+
+    lambdas: Any = None  # LambdaRuntime
+    training: Any = None  # TrainingBackend
+
+
+ACTIVE = Active()
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        from moto.core.config import default_user_config
+
+        default_user_config["stepfunctions"]["execute_state_machine"] = True
+        _patch_sfn_sagemaker()
+        _patch_lambda_invoke()
+        _patch_s3_notifications()
+        _patch_sns_lambda()
+        _patch_events_lambda()
+        _installed = True
+
+
+# ------------------------------------------------------------------ Step Functions -> SageMaker .sync
+
+def _patch_sfn_sagemaker() -> None:
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
+        ResourceCondition,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+    from yoloops.local.training import SageMakerApiError
+
+    patterns: Final = {ResourceCondition.WaitForTaskToken, ResourceCondition.Sync}
+    # CreateTrainingJob request members Step Functions accepts for this integration.
+    params: Final = {
+        "createtrainingjob": {
+            "AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
+            "EnableInterContainerTrafficEncryption", "EnableManagedSpotTraining", "EnableNetworkIsolation",
+            "Environment", "ExperimentConfig", "HyperParameters", "InputDataConfig", "OutputDataConfig",
+            "ProfilerConfig", "ProfilerRuleConfigurations", "ResourceConfig", "RetryStrategy", "RoleArn",
+            "StoppingCondition", "Tags", "TensorBoardOutputConfig", "TrainingJobName", "VpcConfig",
+        },
+        "describetrainingjob": {"TrainingJobName"},
+        "stoptrainingjob": {"TrainingJobName"},
+    }
+
+    class StateTaskServiceSageMakerLocal(StateTaskServiceCallback):
+        def __init__(self) -> None:
+            super().__init__(supported_integration_patterns=patterns)
+
+        def _get_supported_parameters(self) -> set[str] | None:
+            return params.get(self.resource.api_action.lower())
+
+        def _from_error(self, env, ex):
+            if isinstance(ex, SageMakerApiError):
+                error = f"SageMaker.{ex.code}"
+                request_id = str(uuid.uuid4())
+                cause = (
+                    f"{ex.message} (Service: AmazonSageMaker; Status Code: {ex.status}; "
+                    f"Error Code: {ex.code}; Request ID: {request_id}; Proxy: null)"
+                )
+                return FailureEvent(
+                    env=env,
+                    error_name=CustomErrorName(error),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(
+                        taskFailedEventDetails=TaskFailedEventDetails(
+                            error=error, cause=cause,
+                            resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type(),
+                        )
+                    ),
+                )
+            return super()._from_error(env=env, ex=ex)
+
+        def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+            backend = ACTIVE.training
+            if backend is None:
+                raise SageMakerApiError("InternalFailure", "no local training backend is attached")
+            action = self.resource.api_action.lower()
+            if action == "createtrainingjob":
+                response = backend.create_training_job(normalised_parameters)
+            elif action == "describetrainingjob":
+                response = backend.describe_training_job(normalised_parameters["TrainingJobName"])
+            else:
+                raise SageMakerApiError("ValidationException", f"{self.resource.api_action} is not emulated locally")
+            env.stack.append(response)
+
+        def _build_sync_resolver(self, env, resource_runtime_part, normalised_parameters, state_credentials
+                                 ) -> Callable[[], Any] | None:
+            env.stack.pop()  # the CreateTrainingJob response
+            name = normalised_parameters["TrainingJobName"]
+            backend = ACTIVE.training
+
+            def _resolve() -> dict | None:
+                description = backend.describe_training_job(name)
+                status = description["TrainingJobStatus"]
+                if status == "Completed":
+                    return description
+                if status in ("Failed", "Stopped"):
+                    # Exactly what AWS gives the Catch: States.TaskFailed, Cause = DescribeTrainingJob JSON.
+                    raise FailureEventException(
+                        FailureEvent(
+                            env=env,
+                            error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                            event_type=HistoryEventType.TaskFailed,
+                            event_details=EventDetails(
+                                taskFailedEventDetails=TaskFailedEventDetails(
+                                    resource=self._get_sfn_resource(),
+                                    resourceType=self._get_sfn_resource_type(),
+                                    error=StatesErrorNameType.StatesTaskFailed.to_name(),
+                                    cause=to_json_str(description),
+                                )
+                            ),
+                        )
+                    )
+                return None
+
+            return _resolve
+
+    original = state_task_factory.state_task_service_for
+
+    def state_task_service_for(service_name: str):
+        if service_name == "sagemaker":
+            return StateTaskServiceSageMakerLocal()
+        return original(service_name)
+
+    state_task_factory.state_task_service_for = state_task_service_for
+
+
+# ------------------------------------------------------------------ Lambda invoke -> in-process
+
+def _patch_lambda_invoke() -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    original = LambdaFunction.invoke
+
+    def invoke(self, body, request_headers, response_headers):
+        runtime = ACTIVE.lambdas
+        if runtime is None or self.function_name not in runtime.functions:
+            return original(self, body, request_headers, response_headers)
+        event = json.loads(body) if body else {}
+        inv_type = (request_headers or {}).get("x-amz-invocation-type") or (request_headers or {}).get(
+            "X-Amz-Invocation-Type", "RequestResponse")
+        if inv_type == "Event":
+            runtime.invoke_async(self.function_name, event, source="invoke-async")
+            return b""
+        result, error = runtime.invoke(self.function_name, event, source="sync")
+        if error is not None:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(error).encode()
+        return json.dumps(result).encode()
+
+    LambdaFunction.invoke = invoke
+
+
+# ------------------------------------------------------------------ async sources
+
+def _patch_s3_notifications() -> None:
+    from moto.s3 import notifications
+
+    original = notifications._invoke_awslambda
+
+    def _invoke_awslambda(account_id, event_body, fn_arn, region_name):
+        runtime = ACTIVE.lambdas
+        try:
+            runtime.resolve(fn_arn)
+        except (AttributeError, KeyError):
+            return original(account_id, event_body, fn_arn, region_name)
+        runtime.invoke_async(fn_arn, event_body, source="s3")
+
+    notifications._invoke_awslambda = _invoke_awslambda
+
+
+def _iso_ms(ts: datetime | None = None) -> str:
+    ts = ts or datetime.now(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def _patch_sns_lambda() -> None:
+    from moto.sns.models import Subscription
+
+    original = Subscription.publish
+
+    def publish(self, message, message_id, subject=None, message_attributes=None, group_id=None,
+                deduplication_id=None, message_structure=None):
+        runtime = ACTIVE.lambdas
+        if self.protocol != "lambda" or runtime is None:
+            return original(self, message, message_id, subject, message_attributes, group_id,
+                            deduplication_id, message_structure)
+        try:
+            runtime.resolve(self.endpoint)
+        except KeyError:
+            return original(self, message, message_id, subject, message_attributes, group_id,
+                            deduplication_id, message_structure)
+        if self._filter_policy_matcher is not None and not self._filter_policy_matcher.matches(
+                message_attributes, message):
+            return None
+        if message_structure == "json":
+            message = self._parse_message_structure(message, self.protocol)
+        attrs = {
+            name: {"Type": spec.get("DataType", "String"),
+                   "Value": spec.get("StringValue", spec.get("BinaryValue"))}
+            for name, spec in (message_attributes or {}).items()
+        }
+        event = {"Records": [{
+            "EventSource": "aws:sns",
+            "EventVersion": "1.0",
+            "EventSubscriptionArn": self.arn,
+            "Sns": {
+                "Type": "Notification",
+                "MessageId": message_id,
+                "TopicArn": self.topic_arn,
+                "Subject": subject,
+                "Message": message,
+                "Timestamp": _iso_ms(),
+                "SignatureVersion": "1",
+                "Signature": "EXAMPLE",
+                "SigningCertUrl": "EXAMPLE",
+                "UnsubscribeUrl": "EXAMPLE",
+                "MessageAttributes": attrs,
+            },
+        }]}
+        runtime.invoke_async(self.endpoint, event, source="sns")
+        return None
+
+    Subscription.publish = publish
+
+
+def _patch_events_lambda() -> None:
+    from moto.events.models import Rule
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(self, original_event, transform_input=True):
+        runtime = ACTIVE.lambdas
+        lambda_targets = [t for t in self.targets if ":lambda:" in t["Arn"] and ":function:" in t["Arn"]]
+        if runtime is None or not lambda_targets:
+            return original(self, original_event, transform_input)
+        if not self.event_pattern.matches_event(original_event):
+            return None
+        others = [t for t in self.targets if t not in lambda_targets]
+        for target in lambda_targets:
+            event = original_event
+            if "Input" in target:
+                event = json.loads(target["Input"])
+            runtime.invoke_async(target["Arn"], event, source="events")
+        if others:
+            saved = self.targets
+            self.targets = others
+            try:
+                original(self, original_event, transform_input)
+            finally:
+                self.targets = saved
+        return None
+
+    Rule.send_to_targets = send_to_targets

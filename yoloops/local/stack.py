@@ -1,0 +1,319 @@
+"""The local stack: moto in server mode + the real template + in-process Lambdas + a training backend.
+
+    stack = LocalStack(workdir=Path(".local"), port=0, training=ProcessTrainingBackend(".local"))
+    stack.start()          # moto on 127.0.0.1, template deployed, <workdir>/stack.json written
+    stack.outputs["ArtifactsBucketName"]; stack.slack_messages; stack.interrupt("ds-x-v1-a1")
+    stack.stop()
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from yoloops.local import moto_patches
+from yoloops.local.deploy import Deployer, Deployment
+from yoloops.local.lambdas import LambdaRuntime
+from yoloops.local.training import ScriptedTrainingBackend, TrainingBackend
+
+log = logging.getLogger("yoloops.local")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO_ROOT / "template.yaml"
+REGION = "us-east-1"
+# Template parameters the local stack turns down unless the caller sets them (Wait states really sleep).
+LOCAL_PARAMETER_DEFAULTS = {"ImagePollSeconds": "1", "ImageMaxPolls": "3"}
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+class _QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _reply(self, status: int, body: bytes | str, headers: dict[str, str] | None = None) -> None:
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        for k, v in (headers or {"Content-Type": "application/json"}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+
+class LocalStack:
+    def __init__(self, workdir: Path | str = Path(".local"), port: int = 0,
+                 training: TrainingBackend | None = None, parameters: dict[str, Any] | None = None,
+                 template: Path | str = TEMPLATE, region: str = REGION):
+        self.workdir = Path(workdir)
+        self.port = port
+        self.training = training if training is not None else ScriptedTrainingBackend()
+        self.parameters = dict(parameters or {})
+        self.template = Path(template)
+        self.region = region
+        self.lambdas = LambdaRuntime()
+        self.slack_messages: list[dict[str, Any]] = []
+        self.deployment: Deployment | None = None
+        self._server: Any = None
+        self._http: ThreadingHTTPServer | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self.endpoint_url = ""
+        self.control_url = ""
+        self.slack_url = ""
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> LocalStack:
+        from moto.server import ThreadedMotoServer
+
+        moto_patches.install()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call otherwise
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.port = port
+        self.endpoint_url = f"http://{host}:{port}"
+        self._start_http()
+        env = {"MOTO_PORT": str(port), "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region,
+               "AWS_REGION": self.region, **CREDENTIALS}
+        self._saved_env = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # moto's Step Functions worker calls back into the server on MOTO_PORT
+        self.lambdas.base_env = dict(env)
+        moto_patches.ACTIVE.lambdas = self.lambdas
+        moto_patches.ACTIVE.training = self.training
+        self.training.attach(self.client("s3"), self._emit_training_event, self.region)
+        if hasattr(self.training, "logs_client"):
+            self.training.logs_client = self.client("logs")
+        self.deploy()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "stack.json").write_text(json.dumps(self.describe(), indent=2))
+        return self
+
+    def deploy(self) -> Deployment:
+        import boto3
+        from yoloops_core.aws import reset_clients
+
+        reset_clients()
+        params = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in self._template_parameters()}
+        params.update(self.parameters)
+        deployer = Deployer(boto3.session.Session(), self.endpoint_url, self.region, REPO_ROOT, self.lambdas,
+                            function_url_base=lambda fn: f"{self.control_url}/lambda-url/{fn}/")
+        self.deployment = deployer.deploy(self.template, params)
+        self._fill_secrets()
+        return self.deployment
+
+    def reset(self, parameters: dict[str, Any] | None = None) -> None:
+        """Wipe every emulated resource and deploy again (tests: a fresh account per test)."""
+        import requests
+
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        self.lambdas.wait_idle(10)
+        self.lambdas.functions.clear()
+        self.lambdas.invocations.clear()
+        self.slack_messages.clear()
+        if isinstance(self.training, ScriptedTrainingBackend):
+            self.training.reset()
+        if parameters is not None:
+            self.parameters = dict(parameters)
+        self.deploy()
+        if (self.workdir / "stack.json").exists():
+            (self.workdir / "stack.json").write_text(json.dumps(self.describe(), indent=2))
+
+    def stop(self) -> None:
+        self.training.close()
+        self.lambdas.wait_idle(5)
+        self.lambdas.stop()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._server is not None:
+            self._server.stop()
+        moto_patches.ACTIVE.lambdas = None
+        moto_patches.ACTIVE.training = None
+        for k, v in self._saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        (self.workdir / "stack.json").unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ API
+    @property
+    def outputs(self) -> dict[str, str]:
+        return dict(self.deployment.outputs) if self.deployment else {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"endpoint_url": self.endpoint_url, "region": self.region, "outputs": self.outputs,
+                "control_url": self.control_url}
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.session.Session().client(service, endpoint_url=self.endpoint_url, region_name=self.region,
+                                              aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def interrupt(self, job_name: str) -> None:
+        self.training.interrupt(job_name)
+
+    def function_name(self, logical_id: str) -> str:
+        return self.deployment.functions[logical_id].name
+
+    def wait_for_execution(self, execution_arn: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll DescribeExecution until it leaves RUNNING; then let async deliveries (SNS->Slack) finish."""
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            desc = sfn.describe_execution(executionArn=execution_arn)
+            if desc["status"] != "RUNNING":
+                self.lambdas.wait_idle(timeout=max(1.0, deadline - time.monotonic()))
+                return desc
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} still RUNNING after {timeout}s")
+            time.sleep(0.1)
+
+    # ------------------------------------------------------------ internals
+    def _template_parameters(self) -> set[str]:
+        from yoloops.local.deploy import load_template
+
+        return set(load_template(self.template).get("Parameters") or {})
+
+    def _fill_secrets(self) -> None:
+        """Local values for the stack's secrets: Slack -> the local receiver; never real credentials."""
+        sm = self.client("secretsmanager")
+        outputs = self.outputs
+        values = {
+            "SlackWebhookSecretArn": self.slack_url,
+            "GithubWebhookSecretArn": str(self.parameters.get("GithubWebhookSecret", "local-github-webhook-secret")),
+            "WandbSecretArn": "",
+        }
+        for output, value in values.items():
+            arn = outputs.get(output)
+            if arn and value is not None:
+                try:
+                    sm.put_secret_value(SecretId=arn, SecretString=value or " ")
+                except Exception:  # moto rejects an empty SecretString; W&B stays as created
+                    log.debug("secret %s left as created", output, exc_info=True)
+
+    def _emit_training_event(self, detail: dict[str, Any]) -> None:
+        """SageMaker Training Job State Change -> EventBridge (default bus) -> matching rules."""
+        from moto.events.models import events_backends
+
+        event_detail = {k: (str(v) if k.endswith("Time") and isinstance(v, int) else v) for k, v in detail.items()}
+        event_detail["SecondaryStatusTransitions"] = [
+            {k: (str(v) if isinstance(v, int) else v) for k, v in t.items()}
+            for t in detail.get("SecondaryStatusTransitions", [])
+        ]
+        backend = events_backends["123456789012"][self.region]
+        backend.put_events([{
+            "Source": "aws.sagemaker",
+            "DetailType": "SageMaker Training Job State Change",
+            "Detail": json.dumps(event_detail),
+            "Resources": [detail["TrainingJobArn"]],
+        }])
+
+    def _start_http(self) -> None:
+        stack = self
+
+        class Handler(_QuietHandler):
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                if path == "/slack":
+                    self._reply(200, json.dumps(stack.slack_messages))
+                elif path == "/health":
+                    self._reply(200, json.dumps(stack.describe()))
+                elif path.startswith("/lambda-url/"):
+                    self._function_url("GET")
+                else:
+                    self._reply(404, '{"message": "not found"}')
+
+            def do_POST(self) -> None:
+                path = urlsplit(self.path).path
+                if path.startswith("/slack-webhook"):
+                    body = self._body()
+                    try:
+                        message = json.loads(body)
+                    except ValueError:
+                        self._reply(400, "invalid_payload", {"Content-Type": "text/plain"})
+                        return
+                    stack.slack_messages.append(message)
+                    self._reply(200, "ok", {"Content-Type": "text/plain"})
+                elif path.startswith("/interrupt/"):
+                    job = path.split("/", 2)[2]
+                    try:
+                        stack.interrupt(job)
+                    except (KeyError, RuntimeError, NotImplementedError) as exc:
+                        self._reply(409, json.dumps({"error": str(exc)}))
+                        return
+                    self._reply(202, json.dumps({"interrupted": job}))
+                elif path.startswith("/lambda-url/"):
+                    self._function_url("POST")
+                else:
+                    self._reply(404, '{"message": "not found"}')
+
+            def _function_url(self, method: str) -> None:
+                """Lambda function URL: HTTP request -> payload format 2.0 event -> HTTP response."""
+                parts = urlsplit(self.path)
+                _, _, fn, *rest = parts.path.split("/", 3)
+                raw = self._body()
+                text_types = ("json", "text", "xml", "form-urlencoded")
+                is_text = any(t in (self.headers.get("Content-Type") or "") for t in text_types) or not raw
+                now = time.time()
+                event = {
+                    "version": "2.0",
+                    "routeKey": "$default",
+                    "rawPath": "/" + (rest[0] if rest else ""),
+                    "rawQueryString": parts.query,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "queryStringParameters": dict(parse_qsl(parts.query)) or None,
+                    "requestContext": {
+                        "accountId": "anonymous", "apiId": fn, "domainName": self.headers.get("Host", ""),
+                        "domainPrefix": fn, "requestId": str(uuid.uuid4()), "routeKey": "$default",
+                        "stage": "$default", "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+                        "timeEpoch": int(now * 1000),
+                        "http": {"method": method, "path": "/" + (rest[0] if rest else ""), "protocol": "HTTP/1.1",
+                                 "sourceIp": self.client_address[0], "userAgent": self.headers.get("User-Agent", "")},
+                    },
+                    "body": raw.decode() if is_text else base64.b64encode(raw).decode(),
+                    "isBase64Encoded": not is_text,
+                }
+                if event["queryStringParameters"] is None:
+                    del event["queryStringParameters"]
+                try:
+                    result, error = stack.lambdas.invoke(fn, event, source="function-url")
+                except KeyError:
+                    self._reply(404, '{"Message": "function not found"}')
+                    return
+                if error is not None:
+                    self._reply(502, '{"Message": "Internal Server Error"}')
+                    return
+                if not isinstance(result, dict) or "statusCode" not in result:
+                    self._reply(200, json.dumps(result))
+                    return
+                body = result.get("body") or ""
+                data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+                headers = {"Content-Type": "application/json", **(result.get("headers") or {})}
+                self._reply(int(result["statusCode"]), data, headers)
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, name="local-stack-http", daemon=True).start()
+        base = f"http://127.0.0.1:{self._http.server_address[1]}"
+        self.control_url = base
+        self.slack_url = f"{base}/slack-webhook/local"
