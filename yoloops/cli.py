@@ -1,0 +1,544 @@
+"""`yoloops`: the command line users live in. Same commands against AWS and the local stack.
+
+    yoloops dataset validate DIR
+    yoloops [--local [DIR]] dataset push DIR --name NAME [--version V] [--wait]
+    yoloops runs [--watch] | run show RUN | logs RUN
+    yoloops champion DATASET | promote RUN | rollback DATASET | budget
+    yoloops local up | local interrupt JOB | demo
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from yoloops.client import (
+    DEFAULT_LOCAL_DIR,
+    CliError,
+    PushResult,
+    Stack,
+    StackNotRunning,
+    WaitResult,
+    default_version,
+    resolve_stack,
+)
+
+app = typer.Typer(name="yoloops", no_args_is_help=True, add_completion=False,
+                  help="Train, evaluate and promote YOLO models when datasets or releases land.")
+dataset_app = typer.Typer(no_args_is_help=True, help="Validate and push dataset versions.")
+run_app = typer.Typer(no_args_is_help=True, help="Inspect one run.")
+local_app = typer.Typer(no_args_is_help=True, help="The local stack: the whole pipeline, no AWS account.")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(run_app, name="run")
+app.add_typer(local_app, name="local")
+
+# soft_wrap: messages stay one line (greppable, copy-pasteable commands); tables still fit the width.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+FINISHED_OK = ("PROMOTED", "KEPT")
+LOCAL_DIR = Path(DEFAULT_LOCAL_DIR)
+DEMO_DIR = Path(".local/demo")
+
+
+class State:
+    """Global options; the stack is looked up only by commands that need one."""
+
+    def __init__(self, local: str | None, stack: str | None, region: str | None):
+        self.local, self.stack_name, self.region = local, stack, region
+        self._stack: Stack | None = None
+
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            self._stack = Stack(resolve_stack(self.local, self.stack_name, self.region))
+        return self._stack
+
+
+def _state(ctx: typer.Context) -> State:
+    return ctx.ensure_object(State) if ctx.obj is None else ctx.obj
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print("[bold red]error:[/] " + escape(message))
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn the errors a user can act on into one clear line and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+        try:
+            return fn(*args, **kwargs)
+        except CliError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except EndpointConnectionError as exc:
+            msg = StackNotRunning(f"cannot reach {exc.kwargs.get('endpoint_url')}: if this is the local stack, "
+                                  "start it with `yoloops local up`")
+            raise fail(str(msg)) from None
+        except NoCredentialsError:
+            raise fail("no AWS credentials found (or use the local stack: `yoloops --local ...`)") from None
+        except ClientError as exc:
+            e = exc.response.get("Error", {})
+            raise fail(f"AWS {exc.operation_name}: {e.get('Code')}: {e.get('Message')}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    local: str | None = typer.Option(
+        None, "--local", metavar="DIR",
+        help=f"Use the local stack that `yoloops local up --dir DIR` runs (its default DIR is {DEFAULT_LOCAL_DIR}); "
+             "env YOLOOPS_LOCAL.",
+    ),
+    stack: str | None = typer.Option(None, "--stack", help="CloudFormation stack name (env YOLOOPS_STACK, "
+                                     "default yoloops-dev)."),
+    region: str | None = typer.Option(None, "--region", help="AWS region of the stack."),
+) -> None:
+    ctx.obj = State(local, stack, region)
+
+
+# ---------------------------------------------------------------- datasets
+
+def _validate_dir(path: Path) -> Any:
+    from yoloops_core.dataset import validate_local_dataset
+
+    if not path.is_dir():
+        raise fail(f"dataset directory {path} does not exist (or is not a directory)", 2)
+    return validate_local_dataset(path)
+
+
+@dataset_app.command("validate")
+@handle_errors
+def dataset_validate(
+    path: Annotated[Path, typer.Argument(help="Dataset directory (YOLO layout, data.yaml).")],
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Validate a local dataset with the same validator as the workflow; exit 1 on errors."""
+    report = _validate_dir(path)
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        out.print(report.summary_text(), style="green" if report.valid else "red", markup=False)
+    if not report.valid:
+        raise typer.Exit(1)
+
+
+def push(
+    stack: Stack,
+    path: Path,
+    name: str,
+    version: str | None = None,
+    force: bool = False,
+    workers: int = 8,
+    quiet: bool = False,
+) -> PushResult:
+    """What `yoloops dataset push` does (the demo calls this too): validate, upload, manifest last."""
+    report = _validate_dir(path)
+    if not report.valid:
+        if not force:
+            err.print(report.summary_text(), markup=False)
+            raise CliError(f"refusing to push {path}: the dataset has {report.error_count} errors "
+                           "(fix them, or --force to push anyway and let the workflow reject it)")
+        err.print(f"[yellow]warning:[/] pushing an invalid dataset (--force): {report.error_count} errors")
+    version = version or default_version()
+    if quiet:
+        return stack.push_dataset(path, name, version, workers=workers)
+    columns = (TextColumn("[bold]uploading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TextColumn("{task.fields[files]} files"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task("upload", total=report.bytes or None, files=0)
+        done = {"n": 0}
+
+        def on_file(_key: str, size: int) -> None:
+            done["n"] += 1
+            progress.update(task, advance=size, files=done["n"])
+
+        result = stack.push_dataset(path, name, version, workers=workers, on_file=on_file)
+    return result
+
+
+def wait_and_report(stack: Stack, run_id: str, timeout: float, quiet: bool = False) -> WaitResult:
+    last = {"state": ""}
+
+    def on_poll(status: str, _desc: Any) -> None:
+        if quiet:
+            return
+        states = stack.execution_states(run_id) if status != "NOT_STARTED" else []
+        now = states[-1]["name"] if states else ("waiting for the S3 trigger" if status == "NOT_STARTED" else status)
+        if now != last["state"]:
+            last["state"] = now
+            err.print(f"  [dim]{time.strftime('%H:%M:%S')}[/] {now}")
+
+    return stack.wait_for_run(run_id, timeout=timeout, on_poll=on_poll)
+
+
+@dataset_app.command("push")
+@handle_errors
+def dataset_push(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    name: str = typer.Option(..., "--name", "-n", help="Dataset name."),
+    version: str | None = typer.Option(None, "--version", "-v", help="Version (default: UTC timestamp)."),
+    force: bool = typer.Option(False, "--force", help="Push even if pre-flight validation finds errors."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish and show its outcome."),
+    timeout: float = typer.Option(3600, "--timeout", help="Seconds --wait waits at most."),
+    workers: int = typer.Option(8, "--workers", min=1, max=64, help="Parallel uploads."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Upload a dataset version (manifest.json last, which starts a run) and print the run id."""
+    st = _state(ctx)
+    if not path.is_dir():
+        raise fail(f"dataset directory {path} does not exist (or is not a directory)", 2)
+    stack = st.stack
+    result = push(stack, path, name, version, force=force, workers=workers, quiet=as_json)
+    summary: dict[str, Any] = {"dataset": result.dataset, "version": result.version, "run_id": result.run_id,
+                               "files": result.files, "bytes": result.bytes,
+                               "manifest": f"s3://{stack.bucket}/{result.manifest_key}"}
+    if not as_json:
+        out.print(f"pushed [bold]{result.dataset}/{result.version}[/]: {result.files} files, "
+                  f"{result.bytes / 1e6:.1f} MB, manifest s3://{stack.bucket}/{result.manifest_key}")
+        out.print(f"run id: [bold cyan]{result.run_id}[/]")
+    if not wait:
+        if as_json:
+            emit_json(summary)
+        return
+    waited = wait_and_report(stack, result.run_id, timeout, quiet=as_json)
+    summary.update(execution_status=waited.execution_status, run=waited.run)
+    if as_json:
+        emit_json(summary)
+    else:
+        if waited.run:
+            print_run(stack, waited.run, [])
+        else:
+            out.print(f"execution status: {waited.execution_status}")
+    status = (waited.run or {}).get("status")
+    if status not in FINISHED_OK:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- runs
+
+def _metric(run: dict[str, Any], name: str = "mAP50-95") -> str:
+    value = (run.get("metrics") or {}).get(name)
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def _money(value: Any) -> str:
+    return f"${value:.2f}" if isinstance(value, int | float) else "-"
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(runs)} runs", expand=False)
+    for col in ("run", "status", "dataset", "version", "attempts", "interr.", "mAP50-95", "cost", "started"):
+        table.add_column(col, no_wrap=col in ("run", "status"))
+    colours = {"PROMOTED": "green", "KEPT": "cyan", "FAILED": "red", "REJECTED": "red", "BUDGET_BLOCKED": "yellow"}
+    for r in runs:
+        status = r.get("status", "?")
+        table.add_row(r.get("run_id", "?"), f"[{colours.get(status, 'white')}]{status}[/]",
+                      r.get("dataset") or "-", r.get("dataset_version") or "-", str(r.get("attempts", 0)),
+                      str(r.get("interruptions", 0)), _metric(r), _money(r.get("cost_usd")),
+                      (r.get("started_at") or "")[:19])
+    return table
+
+
+@app.command("runs")
+@handle_errors
+def runs_cmd(
+    ctx: typer.Context,
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Only runs of this dataset."),
+    months: int = typer.Option(2, "--months", min=1, help="Calendar months to look back."),
+    limit: int = typer.Option(50, "--limit", min=1),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until Ctrl-C."),
+    interval: float = typer.Option(3.0, "--interval", help="Seconds between refreshes with --watch."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List recent runs, newest first."""
+    stack = _state(ctx).stack
+    runs = stack.list_runs(dataset=dataset, months=months, limit=limit)
+    if as_json:
+        emit_json(runs)
+        return
+    if not watch:
+        out.print(runs_table(runs))
+        return
+    try:
+        with Live(runs_table(runs), console=out, refresh_per_second=1) as live:
+            while True:
+                time.sleep(interval)
+                live.update(runs_table(stack.list_runs(dataset=dataset, months=months, limit=limit)))
+    except KeyboardInterrupt:
+        pass
+
+
+def print_run(stack: Stack, run: dict[str, Any], states: list[dict[str, Any]]) -> None:
+    rid = run.get("run_id", "?")
+    jobs = run.get("job_names") or []
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    rows = [
+        ("run", rid),
+        ("status", str(run.get("status"))),
+        ("dataset", f"{run.get('dataset') or '-'} / {run.get('dataset_version') or '-'}"),
+        ("trigger", f"{run.get('trigger_source') or '-'}: {run.get('trigger_ref') or '-'}"),
+        ("started", run.get("started_at") or "-"),
+        ("finished", run.get("finished_at") or "-"),
+        ("attempts", str(run.get("attempts", 0))),
+        ("jobs", ", ".join(jobs) or "-"),
+        ("interruptions", f"{run.get('interruptions', 0)} {run.get('interruptions_by_attempt') or ''}".strip()),
+        ("cost", f"{_money(run.get('cost_usd'))} (worst case {_money(run.get('worst_case_cost_usd'))}, "
+                 f"billable {run.get('billable_seconds', '-')} s)"),
+    ]
+    for key, value in rows:
+        t.add_row(key, value)
+    metrics = run.get("metrics") or {}
+    if metrics:
+        champ = run.get("champion_metrics") or {}
+        t.add_row("metrics", "  ".join(
+            f"{k}={v:.4f}" + (f" (champion {champ[k]:.4f})" if isinstance(champ.get(k), int | float) else "")
+            for k, v in sorted(metrics.items()) if isinstance(v, int | float)))
+    if run.get("delta") is not None:
+        t.add_row("delta", f"{run['delta']:+.4f}" if isinstance(run["delta"], int | float) else str(run["delta"]))
+    for key in ("failure_reason", "error"):
+        if run.get(key):
+            t.add_row(key.replace("_", " "), f"[red]{run[key]}[/]")
+    if states:
+        t.add_row("states", " -> ".join(s["name"] for s in states))
+    for name, link in stack.links(rid, jobs[-1] if jobs else None).items():
+        t.add_row(name, link)
+    out.print(t)
+
+
+@run_app.command("show")
+@handle_errors
+def run_show(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., metavar="RUN"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Status, states, attempts, interruptions, metrics, cost and links of one run."""
+    stack = _state(ctx).stack
+    run = stack.get_run(run_id)
+    states = stack.execution_states(run_id)
+    desc = stack.describe_execution(run_id)
+    jobs = run.get("job_names") or []
+    if as_json:
+        emit_json({"run": run, "states": states, "execution_status": desc["status"] if desc else None,
+                   "links": stack.links(run_id, jobs[-1] if jobs else None)})
+        return
+    print_run(stack, run, states)
+    if desc:
+        out.print(f"[bold]execution[/]  {desc['status']}")
+
+
+@app.command("logs")
+@handle_errors
+def logs_cmd(ctx: typer.Context, run_id: str = typer.Argument(..., metavar="RUN")) -> None:
+    """Training job logs of a run (CloudWatch Logs /aws/sagemaker/TrainingJobs)."""
+    stack = _state(ctx).stack
+    run = stack.get_run(run_id)
+    count = 0
+    current = None
+    for stream, line in stack.job_logs(run_id):
+        if stream != current:
+            current = stream
+            err.print(f"[bold]== {stream}[/]")
+        typer.echo(line)
+        count += 1
+    if not count:
+        jobs = ", ".join(run.get("job_names") or []) or "none yet"
+        raise fail(f"no training logs for run {run_id} (training jobs: {jobs})")
+
+
+# ---------------------------------------------------------------- champions
+
+@app.command("champion")
+@handle_errors
+def champion_cmd(
+    ctx: typer.Context,
+    dataset: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The current champion model of a dataset and how it got there."""
+    stack = _state(ctx).stack
+    champion = stack.require_champion(dataset)
+    history = stack.champion_history(dataset)
+    if as_json:
+        emit_json({"dataset": dataset, "champion": champion, "history": history})
+        return
+    value = champion.get("metric_value")
+    value_text = f"{value:.4f}" if isinstance(value, int | float) else "-"
+    out.print(f"champion of [bold]{dataset}[/]: [bold green]{champion.get('run_id')}[/] "
+              f"{champion.get('metric')}={value_text}  since {champion.get('promoted_at')}")
+    out.print(f"  model s3://{stack.bucket}/{champion.get('model_key')}  previous: {champion.get('previous_run_id') or '-'}")
+    if history:
+        table = Table(title="history", expand=False)
+        for col in ("at", "action", "run", "metric", "by"):
+            table.add_column(col)
+        for h in history[:20]:
+            v = h.get("metric_value")
+            table.add_row(h.get("at", ""), h.get("action", ""), h.get("run_id", ""),
+                          f"{v:.4f}" if isinstance(v, int | float) else "-", h.get("actor") or "workflow")
+        out.print(table)
+
+
+@app.command("promote")
+@handle_errors
+def promote_cmd(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., metavar="RUN"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Make a finished run the champion of its dataset (manual override, recorded and notified)."""
+    result = _state(ctx).stack.promote(run_id, user=getpass.getuser())
+    if as_json:
+        emit_json(result)
+        return
+    out.print(f"[bold green]{run_id}[/] is now the champion of {result['dataset']} "
+              f"(was {result['previous_run_id'] or 'none'}); recorded and notified")
+
+
+@app.command("rollback")
+@handle_errors
+def rollback_cmd(
+    ctx: typer.Context,
+    dataset: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Put the previous champion of a dataset back (recorded and notified)."""
+    result = _state(ctx).stack.rollback(dataset, user=getpass.getuser())
+    if as_json:
+        emit_json(result)
+        return
+    out.print(f"{dataset}: champion rolled back from {result['rolled_back_run_id']} to "
+              f"[bold green]{result['champion'].get('run_id')}[/]; recorded and notified")
+
+
+@app.command("budget")
+@handle_errors
+def budget_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """This month's spend, worst case of runs in flight, and what remains of the budget."""
+    b = _state(ctx).stack.budget()
+    if as_json:
+        emit_json(b)
+        return
+    t = Table(title=f"budget {b['month']}", expand=False, show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("monthly budget", _money(b["budget_usd"]))
+    t.add_row("spent (finished runs)", _money(b["spent_usd"]))
+    t.add_row(f"in flight, worst case ({b['in_flight_runs']} runs)", _money(b["in_flight_usd"]))
+    colour = "green" if b["remaining_usd"] > 0 else "red"
+    t.add_row("remaining", f"[{colour}]{_money(b['remaining_usd'])}[/]")
+    out.print(t)
+
+
+# ---------------------------------------------------------------- local stack
+
+@local_app.command("up")
+@handle_errors
+def local_up(
+    port: int = typer.Option(0, "--port", help="moto server port (0: any free port)."),
+    workdir: Annotated[Path, typer.Option("--dir", help="Working directory of the stack.")] = LOCAL_DIR,
+    epochs: int | None = typer.Option(None, "--epochs", help="Default training epochs of runs."),
+) -> None:
+    """Start the local stack (moto server, template deployed, local training) until Ctrl-C."""
+    from yoloops.demo import start_local_stack
+
+    stack = start_local_stack(workdir, port=port, epochs=epochs)
+    try:
+        outputs = stack.outputs
+        out.print(f"[bold green]local stack up[/] in {workdir}/")
+        out.print(f"  endpoint   {stack.endpoint_url}")
+        out.print(f"  bucket     {outputs.get('ArtifactsBucketName')}")
+        out.print(f"  webhook    {outputs.get('GithubWebhookUrl', '-')}")
+        out.print(f"  state machine {outputs.get('TrainingStateMachineArn')}")
+        out.print("\nIn another shell:")
+        out.print(f"  export AWS_ENDPOINT_URL={stack.endpoint_url} AWS_ACCESS_KEY_ID=testing "
+                  "AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1")
+        out.print(f"  export YOLOOPS_LOCAL={workdir}")
+        out.print("  yoloops dataset push DIR --name shapes --wait")
+        out.print("\nCtrl-C stops it.")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        err.print("stopping the local stack")
+    finally:
+        stack.stop()
+
+
+@local_app.command("interrupt")
+@handle_errors
+def local_interrupt(
+    ctx: typer.Context,
+    job: str = typer.Argument(..., help="Training job name (<run id>-a<attempt>)."),
+) -> None:
+    """Interrupt a local training job the way a spot interruption does (it resumes from its checkpoint)."""
+    import urllib.error
+    import urllib.request
+
+    st = _state(ctx)
+    st.local = st.local or DEFAULT_LOCAL_DIR
+    info = st.stack.info
+    if not info.local or not info.control_url:
+        raise CliError("`local interrupt` needs the local stack (`yoloops local up`)")
+    req = urllib.request.Request(f"{info.control_url.rstrip('/')}/interrupt/{job}", method="POST", data=b"")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            body = resp.read().decode() or "ok"
+    except urllib.error.HTTPError as exc:
+        raise CliError(f"cannot interrupt {job}: {exc.code} {exc.read().decode(errors='replace')}") from exc
+    except urllib.error.URLError as exc:
+        raise StackNotRunning(f"the local stack control endpoint {info.control_url} is not answering: "
+                              "start it with `yoloops local up`") from exc
+    out.print(f"interrupted {job}: {body}")
+
+
+@app.command("demo")
+@handle_errors
+def demo_cmd(
+    workdir: Annotated[Path, typer.Option("--dir", help="Working directory (wiped first).")] = DEMO_DIR,
+    keep_up: bool = typer.Option(False, "--keep-up", help="Leave the stack running for exploration."),
+    epochs: int = typer.Option(3, "--epochs", min=1),
+    imgsz: int = typer.Option(64, "--imgsz", min=32),
+) -> None:
+    """The whole pipeline on this machine: local stack, dataset push, training, promotion, Slack."""
+    from yoloops.demo import DemoSettings, run_demo
+
+    ok = run_demo(DemoSettings(workdir=workdir, keep_up=keep_up, epochs=epochs, imgsz=imgsz))
+    if not ok:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
