@@ -1,0 +1,102 @@
+"""Pricing, budget gate arithmetic, cost accounting and the training plan."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from yoloops_core import budget, pricing
+from yoloops_core.metrics import METRIC_DEFINITIONS
+from yoloops_core.models import RunContext, RunStatus
+from yoloops_core.plan import build_plan, first_attempt
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def test_price_table_covers_the_documented_families():
+    for family in ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.p3.", "ml.m5.", "ml.c5."):
+        assert any(k.startswith(family) for k in pricing.HOURLY_PRICE_USD), family
+    assert "ml.p4d.24xlarge" in pricing.HOURLY_PRICE_USD and "ml.p5.48xlarge" in pricing.HOURLY_PRICE_USD
+    assert all(v > 0 for v in pricing.HOURLY_PRICE_USD.values())
+
+
+def test_unknown_instance_type_is_a_clear_error_and_override_wins():
+    with pytest.raises(pricing.UnknownInstanceType, match=r"ml\.x9\.huge.*HOURLY_PRICE_OVERRIDE_USD"):
+        pricing.hourly_price("ml.x9.huge")
+    assert pricing.hourly_price("ml.x9.huge", override_usd=2.0) == 2.0
+    assert pricing.hourly_price("ml.g5.xlarge", override_usd=0.5) == 0.5
+
+
+def test_worst_case_and_job_cost():
+    # 2 h x 2 instances x $1.408
+    assert budget.worst_case_cost("ml.g5.xlarge", 2, 7200) == pytest.approx(5.632)
+    assert budget.job_cost(1800, "ml.g5.xlarge", 1) == pytest.approx(0.704)
+    assert budget.billable_seconds({"BillableTimeInSeconds": 120, "TrainingTimeInSeconds": 400}) == 120
+    assert budget.billable_seconds({"TrainingTimeInSeconds": 400}) == 400
+    assert budget.billable_seconds({"message": "x"}) == 0 and budget.billable_seconds(None) == 0
+
+
+def _run(store, event, run_id, status, **fields):
+    ctx = RunContext.model_validate(dict(event("stepfn_check_budget_ok.json")["run"], run_id=run_id))
+    store.create_run(ctx)
+    store.update_run(run_id, status=status, **fields)
+
+
+def test_decide_counts_spend_in_flight_and_excludes_itself(event, store, settings_factory):
+    _run(store, event, "me", RunStatus.STARTED, worst_case_cost_usd=50.0)  # itself: not counted twice
+    _run(store, event, "a", RunStatus.TRAINING, worst_case_cost_usd=3.0)
+    _run(store, event, "b", RunStatus.KEPT, cost_usd=4.0)
+    _run(store, event, "c", RunStatus.FAILED, cost_usd=1.0)
+    s = settings_factory(monthly_budget_usd=10.0, instance_type="ml.g4dn.xlarge", max_runtime_seconds=7200)
+    d = budget.decide("me", s, store, NOW)
+    assert (d.spent_usd, d.in_flight_usd, d.in_flight_runs) == (5.0, 3.0, 1)
+    assert d.worst_case_usd == pytest.approx(1.472)
+    assert d.admitted is True and d.remaining_usd == pytest.approx(2.0)
+    d = budget.decide("me", settings_factory(monthly_budget_usd=9.4, instance_type="ml.g4dn.xlarge",
+                                             max_runtime_seconds=7200), store, NOW)
+    assert d.admitted is False
+    summary = budget.budget_summary(s, store, NOW)
+    assert summary.in_flight_runs == 2 and summary.in_flight_usd == 53.0 and summary.spent_usd == 5.0
+
+
+def test_runs_from_another_month_do_not_count_as_spend(event, store, settings_factory):
+    ctx = RunContext.model_validate(dict(event("stepfn_check_budget_ok.json")["run"], run_id="old",
+                                         started_at="2026-10-30T10:00:00Z"))
+    store.create_run(ctx)
+    store.update_run("old", status=RunStatus.PROMOTED, cost_usd=99.0)
+    assert budget.decide("me", settings_factory(monthly_budget_usd=2.0), store, NOW).admitted is True
+
+
+def test_plan_holds_create_training_job_fields(event, settings_factory):
+    run = RunContext.model_validate(event("stepfn_check_budget_ok.json")["run"])
+    s = settings_factory(wandb_secret_arn="arn:aws:secretsmanager:us-east-1:1:secret:wandb", max_runtime_seconds=3600,
+                         default_epochs=50)
+    plan = build_plan(run, "img:1", s)
+    assert plan["algorithm_specification"] == {"TrainingImage": "img:1", "TrainingInputMode": "File",
+                                               "MetricDefinitions": METRIC_DEFINITIONS}
+    # Defaults merged with the run's overrides, every value a string.
+    assert plan["hyperparameters"] == {"model": "yolo11n.yaml", "epochs": "30", "imgsz": "640"}
+    assert plan["input_data_config"][0]["ChannelName"] == "train"
+    assert plan["input_data_config"][0]["DataSource"]["S3DataSource"]["S3Uri"] == \
+        "s3://yoloops-artifacts-test/datasets/pallets/2026-11-28/"
+    assert plan["output_data_config"] == {"S3OutputPath": f"s3://yoloops-artifacts-test/runs/{run.run_id}/output/"}
+    assert plan["stopping_condition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    assert plan["use_spot"] is True
+    assert plan["checkpoint_config"] == {"S3Uri": f"s3://yoloops-artifacts-test/runs/{run.run_id}/checkpoints/",
+                                         "LocalPath": "/opt/ml/checkpoints"}
+    assert plan["environment"] == {"WANDB_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:wandb"}
+    assert {"Key": "yoloops:run-id", "Value": run.run_id} in plan["tags"]
+    assert first_attempt(run.run_id).job_name == f"{run.run_id}-a1"
+
+
+def test_plan_on_demand_has_no_max_wait_and_zip_channel(event, settings_factory):
+    data = event("stepfn_check_budget_ok.json")["run"]
+    run = RunContext.model_validate(dict(data, dataset=dict(data["dataset"], format="zip")))
+    plan = build_plan(run, "img", settings_factory(use_spot=False))
+    assert plan["stopping_condition"] == {"MaxRuntimeInSeconds": 3600}
+    assert plan["environment"] == {}
+    assert plan["input_data_config"][0]["DataSource"]["S3DataSource"]["S3Uri"].endswith(
+        "datasets/pallets/2026-11-28.zip")
+    # A max wait not above the runtime is raised so SageMaker accepts the spot job.
+    spot = build_plan(run, "img", settings_factory(max_wait_seconds=600, max_runtime_seconds=3600))
+    assert spot["stopping_condition"]["MaxWaitTimeInSeconds"] > 3600
