@@ -1,0 +1,109 @@
+"""Slack rendering (Block Kit) and delivery (retries, Retry-After, give up by raising)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from yoloops_core.slack import (
+    MAX_ATTEMPTS,
+    SlackDeliveryError,
+    deliver,
+    payload_for,
+    render,
+    webhook_url_from_secret,
+)
+
+URL = "https://hooks.slack.com/services/T000/B000/XXXX"
+
+
+class Poster:
+    def __init__(self, responses):
+        self.responses = list(responses)
+        self.calls = []
+
+    def __call__(self, url, body, headers, timeout):
+        self.calls.append((url, json.loads(body), headers, timeout))
+        r = self.responses.pop(0)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+
+def _message(event, name):
+    return event(name)["Records"][0]["Sns"]["Message"]
+
+
+def test_promoted_block_kit(event):
+    payload = payload_for(_message(event, "sns_promoted.json"))
+    blocks = payload["blocks"]
+    assert blocks[0]["type"] == "header" and "New champion promoted" in blocks[0]["text"]["text"]
+    assert payload["text"].startswith("New champion for pallets 2026-11-28")  # fallback for notifications
+    fields = {f["text"].split("\n")[0].strip("*"): f["text"].split("\n")[1]
+              for b in blocks if "fields" in b for f in b["fields"]}
+    assert fields["Dataset"] == "pallets 2026-11-28"
+    assert fields["mAP50-95"] == "0.6130 (+0.0320)"
+    assert fields["Attempts"] == "2, 1 interruptions"
+    assert fields["Duration"] == "49m 10s" and fields["Cost"] == "$0.82"
+    context = next(b for b in blocks if b["type"] == "context")["elements"][0]["text"]
+    assert "|Execution>" in context and "|Training job>" in context and "|Logs>" in context
+
+
+def test_failed_block_kit_shows_reason(event):
+    payload = payload_for(_message(event, "sns_training_failed.json"))
+    assert payload["blocks"][0]["text"]["text"].endswith("Training failed")
+    assert "AlgorithmError" in payload["text"]
+
+
+def test_non_json_message_is_posted_as_plain_text(event):
+    payload = payload_for(_message(event, "sns_plain_text.json"))
+    assert payload == {"text": "AWS Notification - budget alarm: yoloops monthly training budget at 85%"}
+    assert payload_for('{"not": "ours"}') == {"text": '{"not": "ours"}'}
+
+
+def test_render_minimal_message():
+    payload = render({"event_type": "run.started", "text": "started"})
+    assert payload["text"] == "started" and payload["blocks"][0]["type"] == "header"
+
+
+def test_retries_on_429_and_5xx_honouring_retry_after(event):
+    poster = Poster([(429, {"Retry-After": "3"}, "rate_limited"), (503, {}, "busy"), (200, {}, "ok")])
+    sleeps = []
+    attempts = deliver(_message(event, "sns_promoted.json"), URL, poster=poster, sleep=sleeps.append)
+    assert attempts == 3 and len(poster.calls) == 3
+    assert sleeps == [3.0, 2.0]  # Retry-After, then exponential backoff for attempt 2
+    assert poster.calls[0][0] == URL and poster.calls[0][2]["Content-Type"] == "application/json"
+    assert poster.calls[0][3] > 0  # a timeout is always set
+
+
+def test_network_errors_are_retried_then_raise(event):
+    poster = Poster([TimeoutError("timed out")] * MAX_ATTEMPTS)
+    sleeps = []
+    with pytest.raises(SlackDeliveryError, match=f"after {MAX_ATTEMPTS} attempts"):
+        deliver(_message(event, "sns_promoted.json"), URL, poster=poster, sleep=sleeps.append)
+    assert len(poster.calls) == MAX_ATTEMPTS and len(sleeps) == MAX_ATTEMPTS - 1
+
+
+def test_5xx_every_time_raises_for_lambda_retry_and_dlq(event):
+    poster = Poster([(500, {}, "oops")] * MAX_ATTEMPTS)
+    with pytest.raises(SlackDeliveryError, match="HTTP 500"):
+        deliver(_message(event, "sns_promoted.json"), URL, poster=poster, sleep=lambda s: None)
+
+
+def test_4xx_is_not_retried(event):
+    poster = Poster([(404, {}, "no_service")])
+    with pytest.raises(SlackDeliveryError, match="no_service"):
+        deliver(_message(event, "sns_promoted.json"), URL, poster=poster, sleep=lambda s: None)
+    assert len(poster.calls) == 1
+
+
+@pytest.mark.parametrize(("secret", "url"), [
+    (URL, URL), (f" {URL}\n", URL), (json.dumps({"url": URL}), URL), (json.dumps({"webhook_url": URL}), URL),
+])
+def test_webhook_secret_forms(secret, url):
+    assert webhook_url_from_secret(secret) == url
+
+
+def test_webhook_secret_without_url_is_rejected():
+    with pytest.raises(ValueError, match="http"):
+        webhook_url_from_secret("changeme")
