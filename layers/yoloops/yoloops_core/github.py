@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import yaml
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from yoloops_core.models import (
     DatasetRef,
@@ -118,8 +118,9 @@ class _Release(BaseModel):
 
     tag_name: str = Field(min_length=1, max_length=255)
     html_url: str = Field(min_length=1, max_length=512)
-    draft: bool = False
-    prerelease: bool = False
+    # Strict: GitHub sends JSON booleans; a 0/"false" here is not a payload GitHub produced.
+    draft: StrictBool = False
+    prerelease: StrictBool = False
     body: str | None = None
     name: str | None = None
 
