@@ -318,3 +318,36 @@ def test_sigterm_then_kill9_then_resume_to_the_requested_epochs(tmp_path):
     assert metrics["epochs_run"] == 4
     assert len((base / "model" / "results.csv").read_text().strip().splitlines()) == 5
     assert not (base / "output" / "failure").exists()
+
+
+def test_wandb_run_id_kept_in_checkpoint_dir_and_failures_only_warn(train_module, tmp_path, monkeypatch):
+    import types
+
+    import boto3
+    from moto import mock_aws
+
+    ids = iter(["first-id", "second-id"])
+    calls: list[dict] = []
+
+    def init(**kw):
+        if kw["project"] == "unreachable":
+            raise ConnectionError("api.wandb.ai unreachable")
+        calls.append(kw)
+        return types.SimpleNamespace(log=lambda *a, **k: None, summary={}, finish=lambda: None)
+
+    fake = types.SimpleNamespace(util=types.SimpleNamespace(generate_id=lambda: next(ids)),
+                                 Settings=lambda **kw: kw, init=init)
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.setenv("WANDB_API_KEY", "placeholder")  # restored after the test
+    with mock_aws():
+        arn = boto3.client("secretsmanager").create_secret(Name="wandb", SecretString='{"api_key": "KEY"}')["ARN"]
+        monkeypatch.setenv("WANDB_SECRET_ARN", arn)
+        train_module.WandbRun(tmp_path, "yoloops", {}).finish()
+        assert os.environ["WANDB_API_KEY"] == "KEY"
+        train_module.WandbRun(tmp_path, "yoloops", {}).finish()  # the restarted job
+        broken = train_module.WandbRun(tmp_path, "unreachable", {})
+    assert [c["id"] for c in calls] == ["first-id", "first-id"]
+    assert all(c["resume"] == "allow" for c in calls)
+    assert (tmp_path / "wandb_run_id").read_text() == "first-id"
+    assert broken.run is None
+    broken.log({"x": 1}, step=1)  # a disabled run ignores logging
