@@ -52,6 +52,22 @@ def champion_prefix(dataset: str) -> str:
     return f"models/{dataset}/champion/"
 
 
+class _StreamReader(io.RawIOBase):
+    """A tar member read from a streamed (non-seekable) archive, shaped as s3transfer expects."""
+
+    def __init__(self, member: Any) -> None:
+        self._member = member
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        return self._member.read(size if size is not None and size >= 0 else None)
+
+
 def store_version(s3: Any, model_artifacts: str, bucket: str, prefix: str,
                   metrics: dict[str, float]) -> None:
     """Stream model.tar.gz from S3 and upload best.pt and metrics.json under `prefix`."""
@@ -65,7 +81,7 @@ def store_version(s3: Any, model_artifacts: str, bucket: str, prefix: str,
             base = name.rsplit("/", 1)[-1]
             if not member.isfile() or base not in MODEL_FILES or (base in found and "/" in name):
                 continue
-            s3.upload_fileobj(tar.extractfile(member), bucket, prefix + base)
+            s3.upload_fileobj(_StreamReader(tar.extractfile(member)), bucket, prefix + base)
             found.add(base)
     if "best.pt" not in found:
         raise ModelFilesMissing(f"{model_artifacts} has no best.pt")
