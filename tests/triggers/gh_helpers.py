@@ -17,6 +17,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from yoloops_core.github import WebhookDeps, handle_webhook
+from yoloops_core.models import DatasetRef
+from yoloops_core.runs import StartResult
+from yoloops_core.training_events import RecordResult, TrainingEventDeps, handle_training_event
+
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 # Documented TEST secret: only for fixtures and tests, never a real webhook's.
@@ -274,6 +279,101 @@ def fixtures() -> dict[str, Any]:
         "stepfn_check_image_first_poll.json": _check_image_input(0),
         "stepfn_check_image_last_poll.json": _check_image_input(19),
     }
+
+
+# ---------------------------------------------------------------- fakes for domain tests
+
+class Fakes:
+    """Execution names are unique (like Step Functions); `once` remembers delivery ids."""
+
+    def __init__(self, datasets=None, *, allow_prereleases=False, max_body_bytes=1_000_000):
+        self.executions: dict[str, dict] = {}
+        self.deliveries: dict[str, dict] = {}
+        self.notifications = []
+        self.secret_reads = 0
+        self.datasets = datasets if datasets is not None else [
+            DatasetRef(name="pallets", version="2026-11-20"),  # newest first
+            DatasetRef(name="pallets", version="2026-11-01", format="zip"),
+            DatasetRef(name="forklifts", version="v3"),
+        ]
+        self.deps = WebhookDeps(secret=self._secret, start=self._start, once=self._once,
+                                find_dataset=self._find, notify=self.notifications.append,
+                                allow_prereleases=allow_prereleases, max_body_bytes=max_body_bytes)
+
+    def _secret(self):
+        self.secret_reads += 1
+        return TEST_SECRET
+
+    def _start(self, request, run_id):
+        if run_id in self.executions:
+            return StartResult(run_id=run_id, started=False, execution_arn=None)
+        self.executions[run_id] = request.model_dump(mode="json")
+        return StartResult(run_id=run_id, started=True, execution_arn=f"arn:exec:{run_id}")
+
+    def _once(self, delivery, action):
+        if delivery not in self.deliveries:
+            self.deliveries[delivery] = action()
+        return self.deliveries[delivery]
+
+    def _find(self, name, version):
+        for ref in self.datasets:
+            if (not name or ref.name == name) and (not version or ref.version == version):
+                return ref
+        return None
+
+    def call(self, event):
+        return handle_webhook(event, self.deps)
+
+
+class FakeStore:
+    def __init__(self, runs=(RELEASE_RUN_ID, DATASET_RUN_ID)):
+        self.runs = {r: {"seen_events": set(), "interruptions": 0, "interruptions_by_attempt": {},
+                         "dataset": "pallets"} for r in runs}
+
+    def record(self, run_id, key, *, secondary_status, job_name, attempt, interrupted, at):
+        run = self.runs.get(run_id)
+        if run is None:
+            return RecordResult(outcome="no_run")
+        if key in run["seen_events"]:
+            return RecordResult(outcome="duplicate")
+        run["seen_events"].add(key)
+        run["last_secondary_status"] = secondary_status
+        if interrupted:
+            run["interruptions"] += 1
+            by = run["interruptions_by_attempt"]
+            by[str(attempt)] = by.get(str(attempt), 0) + 1
+        return RecordResult(outcome="recorded", record=json.loads(json.dumps(run, default=sorted)))
+
+    def forget(self, run_id, key, *, attempt, interrupted):
+        run = self.runs[run_id]
+        run["seen_events"].discard(key)
+        if interrupted:
+            run["interruptions"] -= 1
+            run["interruptions_by_attempt"][str(attempt)] -= 1
+
+
+class Harness:
+    def __init__(self, metrics=None, describe_error=None, notify_error=None):
+        self.store = FakeStore()
+        self.notes = []
+        self.described = []
+        self.notify_error = notify_error
+
+        def describe(job):
+            self.described.append(job)
+            if describe_error:
+                raise describe_error
+            return metrics or []
+
+        def notify(note):
+            if self.notify_error:
+                raise self.notify_error
+            self.notes.append(note)
+
+        self.deps = TrainingEventDeps(store=self.store, notify=notify, describe_metrics=describe)
+
+    def __call__(self, event):
+        return handle_training_event(event, self.deps)
 
 
 def load_handler(name: str):

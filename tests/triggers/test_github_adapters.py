@@ -147,3 +147,16 @@ def test_no_dataset_in_table_is_422(stack):
         stack.ddb.delete_item(TableName="runs", Key={"pk": item["pk"], "sk": item["sk"]})
     response = stack.handler(load_fixture("github_release_published.json"), CONTEXT)
     assert response["statusCode"] == 422 and stack.executions() == []
+
+
+def test_secret_is_cached_between_deliveries(stack):
+    assert stack.handler(load_fixture("github_ping.json"), CONTEXT)["statusCode"] == 200
+    # Rotated in Secrets Manager: the container keeps the cached value (max age 5 min), so a
+    # delivery signed with the old secret still passes and no extra Secrets Manager call is made.
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    sm.put_secret_value(SecretId="yoloops/github-webhook", SecretString="rotated")
+    assert stack.handler(load_fixture("github_ping.json"), CONTEXT)["statusCode"] == 200
+    from yoloops_core import github
+
+    github.reset_secret_cache()  # a new container reads the new secret
+    assert stack.handler(load_fixture("github_ping.json"), CONTEXT)["statusCode"] == 401

@@ -6,10 +6,9 @@ import base64
 import contextlib
 import json
 
-from gh_helpers import function_url_event, release_payload, sign
+from gh_helpers import Fakes, function_url_event, release_payload, sign
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_github_webhook import Fakes
 from yoloops_core.github import WebhookResponse
 
 ALLOWED = {200, 202, 204, 400, 401, 405, 409, 413, 422}

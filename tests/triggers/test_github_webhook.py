@@ -8,7 +8,7 @@ import json
 import pytest
 from gh_helpers import (
     RELEASE_RUN_ID,
-    TEST_SECRET,
+    Fakes,
     function_url_event,
     load_fixture,
     release_payload,
@@ -22,49 +22,6 @@ from yoloops_core.github import (
     signature_matches,
 )
 from yoloops_core.models import DatasetRef, EventType, InvalidInput
-from yoloops_core.runs import StartResult
-
-
-class Fakes:
-    """Execution names are unique (like Step Functions); `once` remembers delivery ids."""
-
-    def __init__(self, datasets=None, *, allow_prereleases=False, max_body_bytes=1_000_000):
-        self.executions: dict[str, dict] = {}
-        self.deliveries: dict[str, dict] = {}
-        self.notifications = []
-        self.secret_reads = 0
-        self.datasets = datasets if datasets is not None else [
-            DatasetRef(name="pallets", version="2026-11-20"),  # newest first
-            DatasetRef(name="pallets", version="2026-11-01", format="zip"),
-            DatasetRef(name="forklifts", version="v3"),
-        ]
-        self.deps = WebhookDeps(secret=self._secret, start=self._start, once=self._once,
-                                find_dataset=self._find, notify=self.notifications.append,
-                                allow_prereleases=allow_prereleases, max_body_bytes=max_body_bytes)
-
-    def _secret(self):
-        self.secret_reads += 1
-        return TEST_SECRET
-
-    def _start(self, request, run_id):
-        if run_id in self.executions:
-            return StartResult(run_id=run_id, started=False, execution_arn=None)
-        self.executions[run_id] = request.model_dump(mode="json")
-        return StartResult(run_id=run_id, started=True, execution_arn=f"arn:exec:{run_id}")
-
-    def _once(self, delivery, action):
-        if delivery not in self.deliveries:
-            self.deliveries[delivery] = action()
-        return self.deliveries[delivery]
-
-    def _find(self, name, version):
-        for ref in self.datasets:
-            if (not name or ref.name == name) and (not version or ref.version == version):
-                return ref
-        return None
-
-    def call(self, event):
-        return handle_webhook(event, self.deps)
 
 
 @pytest.fixture

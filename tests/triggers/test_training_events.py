@@ -10,6 +10,7 @@ import pytest
 from gh_helpers import (
     DATASET_RUN_ID,
     RELEASE_RUN_ID,
+    Harness,
     load_fixture,
     load_handler,
     training_event,
@@ -19,64 +20,10 @@ from moto import mock_aws
 from yoloops_core.models import EventType
 from yoloops_core.training_events import (
     DynamoTrainingEventStore,
-    RecordResult,
-    TrainingEventDeps,
     dedupe_key,
-    handle_training_event,
 )
 
 RAN = ["Starting", "Downloading", "Training"]
-
-
-class FakeStore:
-    def __init__(self, runs=(RELEASE_RUN_ID, DATASET_RUN_ID)):
-        self.runs = {r: {"seen_events": set(), "interruptions": 0, "interruptions_by_attempt": {},
-                         "dataset": "pallets"} for r in runs}
-
-    def record(self, run_id, key, *, secondary_status, job_name, attempt, interrupted, at):
-        run = self.runs.get(run_id)
-        if run is None:
-            return RecordResult(outcome="no_run")
-        if key in run["seen_events"]:
-            return RecordResult(outcome="duplicate")
-        run["seen_events"].add(key)
-        run["last_secondary_status"] = secondary_status
-        if interrupted:
-            run["interruptions"] += 1
-            by = run["interruptions_by_attempt"]
-            by[str(attempt)] = by.get(str(attempt), 0) + 1
-        return RecordResult(outcome="recorded", record=json.loads(json.dumps(run, default=sorted)))
-
-    def forget(self, run_id, key, *, attempt, interrupted):
-        run = self.runs[run_id]
-        run["seen_events"].discard(key)
-        if interrupted:
-            run["interruptions"] -= 1
-            run["interruptions_by_attempt"][str(attempt)] -= 1
-
-
-class Harness:
-    def __init__(self, metrics=None, describe_error=None, notify_error=None):
-        self.store = FakeStore()
-        self.notes = []
-        self.described = []
-        self.notify_error = notify_error
-
-        def describe(job):
-            self.described.append(job)
-            if describe_error:
-                raise describe_error
-            return metrics or []
-
-        def notify(note):
-            if self.notify_error:
-                raise self.notify_error
-            self.notes.append(note)
-
-        self.deps = TrainingEventDeps(store=self.store, notify=notify, describe_metrics=describe)
-
-    def __call__(self, event):
-        return handle_training_event(event, self.deps)
 
 
 def test_interruption_is_recorded_and_notified_with_the_epoch_from_describe():

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from gh_helpers import RELEASE_RUN_ID, training_event
+from gh_helpers import RELEASE_RUN_ID, Harness, training_event
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_training_events import Harness
 from yoloops_core.training_events import EventOutcome
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
