@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(RuntimeError):
@@ -38,6 +40,9 @@ class Settings(BaseModel):
     volume_size_gb: int = Field(50, ge=1)
     default_model: str = "yolo11n.yaml"
     default_epochs: int = Field(50, ge=1)
+    # Stack-wide hyperparameter defaults (template parameter DefaultHyperparameters, a JSON object), e.g. tiny
+    # CPU settings for the local stack; a run's own hyperparameters override them.
+    default_hyperparameters: dict[str, str] = Field(default_factory=dict)
 
     # Promotion.
     promotion_metric: str = "mAP50-95"
@@ -55,6 +60,18 @@ class Settings(BaseModel):
 
     # Links in notifications.
     console_region: str = "us-east-1"
+
+    @field_validator("default_hyperparameters", mode="before")
+    @classmethod
+    def _json_object_of_strings(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f"not a JSON object: {exc}") from exc
+        if isinstance(value, dict):  # SageMaker hyperparameters are strings
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+        return value
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
