@@ -335,3 +335,13 @@ def test_start_failure_raises_so_github_sees_an_error():
     deps = WebhookDeps(**{**fakes.deps.__dict__, "start": broken})
     with pytest.raises(RuntimeError, match="throttled"):
         handle_webhook(load_fixture("github_release_published.json"), deps)
+
+
+def test_fixtures_are_complete_function_url_events():
+    """`sam local invoke -e` and the real service send the full payload-2.0 shape; so do the fixtures."""
+    from aws_lambda_powertools.utilities.parser.models import LambdaFunctionUrlModel
+    from gh_helpers import EVENTS
+
+    for path in sorted(EVENTS.glob("github_*.json")):
+        parsed = LambdaFunctionUrlModel.model_validate(load_fixture(path.name))
+        assert parsed.requestContext.http.method == "POST", path.name

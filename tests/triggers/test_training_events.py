@@ -224,3 +224,14 @@ def test_store_forget_restores_counts_on_moto(moto_stack):
     item = moto_stack.run(RELEASE_RUN_ID)
     assert item["interruptions"] == {"N": "0"} and "seen_events" not in item
     assert store.record(RELEASE_RUN_ID, "k1", **kwargs).outcome == "recorded"
+
+
+def test_fixtures_are_valid_eventbridge_events():
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+    from gh_helpers import EVENTS
+
+    names = sorted(p.name for p in EVENTS.glob("sagemaker_*.json"))
+    assert len(names) == 4
+    for name in names:
+        parsed = EventBridgeModel.model_validate(load_fixture(name))
+        assert parsed.detail_type == "SageMaker Training Job State Change" and parsed.source == "aws.sagemaker"
