@@ -12,7 +12,6 @@ a state machine made from the real ASL, not executed). The manifest event is the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -30,6 +29,7 @@ from s3_helpers import (  # noqa: E402
     TABLE,
     create_runs_table,
     create_state_machine,
+    load_handler,
     record_event,
     template_notification_rules,
 )
@@ -68,9 +68,7 @@ def main() -> None:
         topic = sns.create_topic(Name="yoloops-notifications")["TopicArn"]
         os.environ.update(ARTIFACTS_BUCKET=BUCKET, RUNS_TABLE=TABLE, NOTIFICATIONS_TOPIC_ARN=topic,
                           STATE_MACHINE_ARN=arn)
-        spec = importlib.util.spec_from_file_location("s3_trigger_app", ROOT / "functions/s3_trigger/app.py")
-        app = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(app)
+        app = load_handler()
 
         prefix = "datasets/pallets/2026-11-28/"
         keys = ["data.yaml"]

@@ -18,6 +18,16 @@ def load_fixture(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 
 
+def load_handler() -> Any:
+    """functions/s3_trigger/app.py as a module (functions/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fn_s3_trigger", ROOT / "functions" / "s3_trigger" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def real_asl() -> str:
     """statemachine/training.asl.json with DefinitionSubstitutions filled with plausible ARNs."""
     text = (ROOT / "statemachine" / "training.asl.json").read_text()

@@ -16,6 +16,7 @@ from s3_helpers import (
     create_runs_table,
     create_state_machine,
     load_fixture,
+    load_handler,
     record_event,
     template_notification_rules,
 )
@@ -215,7 +216,7 @@ def test_handler_wires_settings_and_clients(monkeypatch):
         for name, value in {"ARTIFACTS_BUCKET": BUCKET, "RUNS_TABLE": TABLE, "NOTIFICATIONS_TOPIC_ARN": topic,
                             "STATE_MACHINE_ARN": arn}.items():
             monkeypatch.setenv(name, value)
-        from functions.s3_trigger.app import lambda_handler
+        lambda_handler = load_handler().lambda_handler
 
         result = lambda_handler(load_fixture("s3_zip_multipart.json"), _Context())
         assert result == {"outcomes": [{"action": "started", "reason": "dataset birds/v2 complete",
