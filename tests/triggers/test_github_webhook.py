@@ -345,3 +345,14 @@ def test_fixtures_are_complete_function_url_events():
     for path in sorted(EVENTS.glob("github_*.json")):
         parsed = LambdaFunctionUrlModel.model_validate(load_fixture(path.name))
         assert parsed.requestContext.http.method == "POST", path.name
+
+
+def test_release_block_crlf_unclosed_and_pathological_bodies():
+    assert parse_release_block("x\r\n```yaml\r\ndataset: a/b\r\n```\r\n```python\nx = 1\n```").dataset == "a/b"
+    assert parse_release_block("```yaml\ndataset: a\n").dataset == "a"  # unclosed: to the end, like Markdown
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(InvalidInput, match="over 16384 bytes"):
+        parse_release_block("```yaml\n" * 15_000)  # GitHub caps release notes at 125,000 chars
+    assert time.perf_counter() - t0 < 1.0

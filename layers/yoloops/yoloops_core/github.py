@@ -50,8 +50,10 @@ EVENT_HEADER = "x-github-event"
 DELIVERY_HEADER = "x-github-delivery"
 REASON_HEADER = "x-yoloops-reason"
 MAX_YAML_BLOCK_BYTES = 16_384
-# The first fenced block tagged yaml/yml in the release notes.
-_YAML_BLOCK = re.compile(r"^[ \t]*```[ \t]*ya?ml[ \t]*\r?\n(.*?)^[ \t]*```", re.MULTILINE | re.DOTALL)
+# The first fenced block tagged yaml/yml in the release notes. Opening and closing fences are found
+# with two linear searches (one lazy regex over both is quadratic on many unclosed openings).
+_YAML_OPEN = re.compile(r"^[ \t]*```[ \t]*ya?ml[ \t]*\r?$\n?", re.MULTILINE)
+_FENCE_CLOSE = re.compile(r"^[ \t]*```[ \t]*\r?$", re.MULTILINE)
 
 
 # ---------------------------------------------------------------- responses
@@ -204,10 +206,13 @@ class ReleaseBlock(BaseModel):
 
 def parse_release_block(body: str | None) -> ReleaseBlock:
     """The first ```yaml block of the release notes, validated; no block -> empty ReleaseBlock."""
-    match = _YAML_BLOCK.search(body or "")
-    if not match:
+    body = body or ""
+    opening = _YAML_OPEN.search(body)
+    if not opening:
         return ReleaseBlock()
-    text = match.group(1)
+    closing = _FENCE_CLOSE.search(body, opening.end())
+    # Markdown renders an unclosed fence to the end of the text; read it the same way.
+    text = body[opening.end():closing.start() if closing else len(body)]
     if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BLOCK_BYTES:
         raise InvalidInput(f"release yaml block is over {MAX_YAML_BLOCK_BYTES} bytes")
     try:
