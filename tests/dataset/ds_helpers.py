@@ -1,11 +1,11 @@
-"""Small hand-written YOLO datasets, generated per test in tmp_path."""
+"""Small hand-written YOLO datasets, generated per test in tmp_path (a helper module, not a conftest:
+tests/conftest.py owns that module name)."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 
@@ -49,7 +49,3 @@ def roboflow_dataset(root: Path, *, train: int = 3, val: int = 2, label: str = B
     write(root, "README.roboflow.txt", "exported\n")
     return root
 
-
-@pytest.fixture
-def png() -> bytes:
-    return PNG

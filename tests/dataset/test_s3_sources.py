@@ -9,7 +9,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import BOX, POLY, roboflow_dataset, ultralytics_dataset, write
+from ds_helpers import BOX, POLY, roboflow_dataset, ultralytics_dataset, write
 from moto import mock_aws
 from yoloops_core.dataset import MANIFEST_NAME, build_manifest, validate_local_dataset, validate_s3_dataset
 from yoloops_core.models import DatasetRef

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import BOX, PNG, POLY, roboflow_dataset, ultralytics_dataset, write
+from ds_helpers import BOX, PNG, POLY, roboflow_dataset, ultralytics_dataset, write
 from yoloops_core.dataset import MANIFEST_NAME, build_manifest, img2label, validate_local_dataset
 
 
