@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from ds_helpers import BOX, PNG, POLY, roboflow_dataset, ultralytics_dataset, write
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from yoloops_core.dataset import MANIFEST_NAME, build_manifest, img2label, validate_local_dataset
 
 
@@ -204,3 +208,17 @@ def test_summary_text_is_readable(tmp_path):
 
 def test_missing_directory_is_a_rejection(tmp_path):
     only_error(validate_local_dataset(tmp_path / "nope"), "dataset_not_found")
+
+
+@settings(max_examples=60, deadline=None)
+@given(label=st.text(alphabet="0123456789 .-e\nabc", max_size=80),
+       yaml_text=st.sampled_from(["", "names: [a]\ntrain: images/train\nval: images/val\n", "- 1\n- 2\n",
+                                  "train: 3\nval: [1, 2]\nnames: {x: 1}\n"]))
+def test_fuzz_any_label_or_yaml_gives_a_report_not_an_exception(label, yaml_text):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = ultralytics_dataset(Path(tmp), train=1, val=1, label=label)
+        if yaml_text:
+            write(root, "data.yaml", yaml_text)
+        report = validate_local_dataset(root)
+        assert report.valid == (report.error_count == 0)
+        assert all(p.code and p.message for p in report.errors + report.warnings)

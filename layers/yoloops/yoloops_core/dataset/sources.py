@@ -4,6 +4,13 @@ S3 sources never read images: one paginated listing gives every path and size, t
 files (labels, image lists, the YAML, the manifest) are fetched, concurrently on the one client
 (boto3 clients are thread-safe). The prefix source starts those reads while the listing is still
 paging, so reading overlaps listing.
+
+Zip datasets are read with ranged GETs, not downloaded: the archive's end records and central directory
+(one or two ranges) list every member with its size; label members are then fetched in coalesced ranges
+(labels sit next to each other in an archive) and inflated here. Cost is proportional to label bytes,
+not to image bytes (a real dataset zip is GBs of images; a Lambda has 512 MB-10 GB of /tmp).
+Measured (bench/bench_dataset_validation.py --zip, moto server, 10,000 images): 0.96 s for the zip vs
+41.6 s for the same dataset as a prefix. Training gets the zip as the channel and the container extracts it.
 """
 
 from __future__ import annotations
