@@ -114,7 +114,6 @@ def test_slack_notifier_reads_secret_once_and_posts(aws, event, lambda_context, 
     posted = []
     monkeypatch.setattr(slack, "urllib_post", lambda url, body, headers, timeout: (
         posted.append((url, json.loads(body))) or (200, {}, "ok")))
-    monkeypatch.setattr(slack.deliver, "__defaults__", (slack.urllib_post, slack.time.sleep))
     fn = handler("slack_notifier")
     assert fn(event("sns_promoted.json"), lambda_context) == {"delivered": 1}
     # Rotating the secret is picked up only after the cache's max age: the second call uses the cache.
@@ -134,7 +133,10 @@ def test_slack_notifier_raises_when_slack_keeps_failing(aws, event, lambda_conte
                                                      SecretString="https://hooks.slack.com/services/T/B/Z")["ARN"]
     monkeypatch.setenv("SLACK_WEBHOOK_SECRET_ARN", arn)
     slack.reset_secret_cache()
-    monkeypatch.setattr(slack.deliver, "__defaults__", (lambda *a: (503, {}, "down"), lambda s: None))
+    calls = []
+    monkeypatch.setattr(slack, "urllib_post", lambda *a: calls.append(a) or (503, {}, "down"))
+    monkeypatch.setattr(slack.time, "sleep", lambda s: None)
     with pytest.raises(slack.SlackDeliveryError):
         handler("slack_notifier")(event("sns_training_failed.json"), lambda_context)
+    assert len(calls) == slack.MAX_ATTEMPTS
     slack.reset_secret_cache()

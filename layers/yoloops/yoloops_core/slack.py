@@ -138,9 +138,11 @@ def _retry_after(headers: dict[str, str], attempt: int) -> float:
     return min(BASE_BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S)
 
 
-def post(url: str, payload: dict[str, Any], poster: Poster = urllib_post,
-         sleep: Callable[[float], None] = time.sleep, max_attempts: int = MAX_ATTEMPTS) -> int:
+def post(url: str, payload: dict[str, Any], poster: Poster | None = None,
+         sleep: Callable[[float], None] | None = None, max_attempts: int = MAX_ATTEMPTS) -> int:
     """POST with retries on 429/5xx/network errors (honouring Retry-After); returns attempts used."""
+    poster = poster or urllib_post  # looked up at call time so tests can swap the transport
+    sleep = sleep or time.sleep
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json"}
     last = ""
@@ -161,8 +163,8 @@ def post(url: str, payload: dict[str, Any], poster: Poster = urllib_post,
     raise SlackDeliveryError(f"Slack did not accept the message after {max_attempts} attempts: {last}")
 
 
-def deliver(sns_message: str, webhook_url: str, poster: Poster = urllib_post,
-            sleep: Callable[[float], None] = time.sleep) -> int:
+def deliver(sns_message: str, webhook_url: str, poster: Poster | None = None,
+            sleep: Callable[[float], None] | None = None) -> int:
     return post(webhook_url, payload_for(sns_message), poster=poster, sleep=sleep)
 
 
