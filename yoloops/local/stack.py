@@ -69,6 +69,9 @@ class LocalStack:
         self._server: Any = None
         self._http: ThreadingHTTPServer | None = None
         self._saved_env: dict[str, str | None] = {}
+        self._session: Any = None
+        self._deploy_clients: dict[str, Any] = {}
+        self._clients: dict[str, Any] = {}
         self.endpoint_url = ""
         self.control_url = ""
         self.slack_url = ""
@@ -105,10 +108,19 @@ class LocalStack:
         from yoloops_core.aws import reset_clients
 
         reset_clients()
+        try:  # the Slack notifier caches its secrets provider (and its endpoint) per process
+            from yoloops_core.slack import reset_secret_cache
+
+            reset_secret_cache()
+        except ImportError:
+            pass
         params = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in self._template_parameters()}
         params.update(self.parameters)
-        deployer = Deployer(boto3.session.Session(), self.endpoint_url, self.region, REPO_ROOT, self.lambdas,
+        if self._session is None:
+            self._session = boto3.session.Session()
+        deployer = Deployer(self._session, self.endpoint_url, self.region, REPO_ROOT, self.lambdas,
                             function_url_base=lambda fn: f"{self.control_url}/lambda-url/{fn}/")
+        deployer.clients = self._deploy_clients  # botocore model loading dominates a redeploy otherwise
         self.deployment = deployer.deploy(self.template, params)
         self._fill_secrets()
         return self.deployment
@@ -164,10 +176,14 @@ class LocalStack:
                 "control_url": self.control_url}
 
     def client(self, service: str) -> Any:
+        """A boto3 client on the local endpoint (cached: clients are thread-safe, sessions are not)."""
         import boto3
 
-        return boto3.session.Session().client(service, endpoint_url=self.endpoint_url, region_name=self.region,
-                                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        if service not in self._clients:
+            self._clients[service] = boto3.session.Session().client(
+                service, endpoint_url=self.endpoint_url, region_name=self.region,
+                aws_access_key_id="testing", aws_secret_access_key="testing")
+        return self._clients[service]
 
     def interrupt(self, job_name: str) -> None:
         self.training.interrupt(job_name)

@@ -1,0 +1,168 @@
+"""The real statemachine/training.asl.json, executed by moto with the real handlers in-process.
+
+SageMaker is the only stand-in: ScriptedTrainingBackend decides each job's outcome, and the
+`.sync` adaptation gives the ASL exactly what AWS gives it (DescribeTrainingJob on success;
+States.TaskFailed + DescribeTrainingJob Cause, or SageMaker.<Code> at create, on failure).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from yoloops.local import capacity_error, complete, fail, spot_max_wait_exceeded
+
+GOOD = {"mAP50": 0.81, "mAP50-95": 0.62, "precision": 0.8, "recall": 0.75}
+WORSE = {"mAP50": 0.70, "mAP50-95": 0.41, "precision": 0.7, "recall": 0.6}
+BETTER = {"mAP50": 0.90, "mAP50-95": 0.74, "precision": 0.9, "recall": 0.85}
+
+
+def _run(wf, name, version, *outcomes, timeout=60):
+    wf.upload_dataset(name, version)
+    wf.training.then(*outcomes)
+    arn = wf.start(name, version)
+    return arn, wf.wait(arn, timeout=timeout)
+
+
+def test_first_model_is_promoted_to_champion(wf):
+    arn, result = _run(wf, "shapes", "v1", complete(GOOD))
+    run_id = "ds-shapes-v1"
+
+    assert result["status"] == "SUCCEEDED", wf.history(arn)[-3:]
+    assert wf.states_entered(arn) == ["ValidateDataset", "IsDatasetValid", "CheckBudget", "IsAdmitted", "Train",
+                                      "Evaluate", "IsBetter", "Promote", "Notify", "Done"]
+    [request] = wf.training.requests
+    assert request["TrainingJobName"] == f"{run_id}-a1"
+    assert request["CheckpointConfig"]["S3Uri"] == f"s3://{wf.bucket}/runs/{run_id}/checkpoints/"
+    assert all(isinstance(v, str) for v in request["HyperParameters"].values())
+
+    champion = wf.champion("shapes")
+    assert champion["run_id"] == run_id
+    assert champion["metric_value"] == pytest.approx(GOOD["mAP50-95"])
+    assert "models/shapes/champion/best.pt" in wf.keys("models/shapes/champion/")
+    assert f"models/shapes/versions/{run_id}/best.pt" in wf.keys(f"models/shapes/versions/{run_id}/")
+    body = wf.s3.get_object(Bucket=wf.bucket, Key="models/shapes/champion/best.pt")["Body"].read()
+    assert body == f"yoloops-scripted-weights:{run_id}-a1".encode()  # the job's own best.pt, not a copy of nothing
+
+    record = wf.run_record(run_id)
+    assert record["status"] == "PROMOTED"
+    assert record["metrics"]["mAP50-95"] == pytest.approx(0.62)
+    assert wf.wait_for_slack(run_id)
+    assert any("0.6200" in t for t in wf.slack_texts())
+
+
+def test_worse_challenger_keeps_the_champion(wf):
+    _, first = _run(wf, "shapes", "v1", complete(GOOD))
+    assert first["status"] == "SUCCEEDED"
+    arn, second = _run(wf, "shapes", "v2", complete(WORSE))
+
+    assert second["status"] == "SUCCEEDED"
+    assert "KeepChampion" in wf.states_entered(arn) and "Promote" not in wf.states_entered(arn)
+    assert wf.champion("shapes")["run_id"] == "ds-shapes-v1"
+    assert wf.keys("models/shapes/versions/ds-shapes-v2/") == []
+    assert wf.run_record("ds-shapes-v2")["status"] == "KEPT"
+    # The champion-kept message reports the change against the champion.
+    assert wf.wait_for_slack("ds-shapes-v2", "-0.2100")
+
+
+def test_failed_training_is_notified_with_its_failure_reason(wf):
+    reason = "AlgorithmError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    arn, result = _run(wf, "shapes", "v1", fail(reason))
+
+    assert result["status"] == "FAILED"
+    states = wf.states_entered(arn)
+    assert states[-4:] == ["AttemptFailed", "ShouldRetry", "NotifyFailure", "RunFailed"]
+    assert states.count("Train") == 1  # an algorithm error is not retried
+    record = wf.run_record("ds-shapes-v1")
+    assert record["status"] == "FAILED"
+    assert "CUDA out of memory" in record["failure_reason"]
+    assert "CUDA out of memory" in wf.wait_for_slack("CUDA out of memory")
+    assert wf.champion("shapes") is None
+
+
+def test_capacity_and_spot_failures_retry_with_new_jobs_on_one_checkpoint_prefix(wf):
+    arn, result = _run(
+        wf, "shapes", "v1",
+        spot_max_wait_exceeded(),
+        fail("CapacityError: Unable to provision requested ML compute capacity. Please retry using a different ML instance type."),
+        complete(GOOD),
+    )
+
+    assert result["status"] == "SUCCEEDED", wf.history(arn)[-3:]
+    names = [r["TrainingJobName"] for r in wf.training.requests]
+    assert names == ["ds-shapes-v1-a1", "ds-shapes-v1-a2", "ds-shapes-v1-a3"]
+    prefixes = {r["CheckpointConfig"]["S3Uri"] for r in wf.training.requests}
+    assert prefixes == {f"s3://{wf.bucket}/runs/ds-shapes-v1/checkpoints/"}
+    record = wf.run_record("ds-shapes-v1")
+    assert int(record["attempts"]) == 3
+    assert record["job_names"] == names
+    assert record["status"] == "PROMOTED"
+
+
+def test_quota_error_at_create_is_a_sagemaker_error_and_fails_the_run(wf):
+    arn, result = _run(wf, "shapes", "v1", capacity_error())
+
+    assert result["status"] == "FAILED"
+    failed = [e for e in wf.history(arn) if e["type"] == "TaskFailed"]
+    assert failed[0]["taskFailedEventDetails"]["error"] == "SageMaker.ResourceLimitExceeded"
+    assert "Error Code: ResourceLimitExceeded" in failed[0]["taskFailedEventDetails"]["cause"]
+    record = wf.run_record("ds-shapes-v1")
+    assert record["status"] == "FAILED"
+    assert "ResourceLimitExceeded" in record["failure_reason"]
+
+
+def test_budget_blocked_run_creates_no_training_job(wf):
+    wf.stack.reset(parameters={"MonthlyBudgetUsd": "0.5"})
+    wf.bucket = wf.stack.outputs["ArtifactsBucketName"]
+    arn, result = _run(wf, "shapes", "v1", complete(GOOD))
+
+    assert result["status"] == "FAILED"
+    assert "NotifyBudgetBlocked" in wf.states_entered(arn)
+    assert wf.training.requests == []
+    assert wf.run_record("ds-shapes-v1")["status"] == "BUDGET_BLOCKED"
+    assert wf.wait_for_slack("ds-shapes-v1")
+    assert json.loads(wf.sfn.describe_execution(executionArn=arn).get("output") or "null") is None
+
+
+def test_out_of_order_finish_leaves_the_better_model_champion(wf):
+    # v2 (better) finishes first, v1 (worse) finishes later: v1 must not replace v2.
+    wf.upload_dataset("shapes", "v1")
+    wf.upload_dataset("shapes", "v2")
+    wf.training.script("ds-shapes-v1-a1", complete(WORSE, hold=True))
+    wf.training.script("ds-shapes-v2-a1", complete(BETTER))
+    slow = wf.start("shapes", "v1")
+    fast = wf.start("shapes", "v2")
+    assert wf.wait(fast)["status"] == "SUCCEEDED"
+    assert wf.champion("shapes")["run_id"] == "ds-shapes-v2"
+    wf.training.release("ds-shapes-v1-a1")
+    assert wf.wait(slow)["status"] == "SUCCEEDED"
+
+    champion = wf.champion("shapes")
+    assert champion["run_id"] == "ds-shapes-v2"
+    assert champion["metric_value"] == pytest.approx(BETTER["mAP50-95"])
+    assert wf.run_record("ds-shapes-v1")["status"] == "KEPT"
+    meta = json.loads(wf.s3.get_object(Bucket=wf.bucket, Key="models/shapes/champion/metrics.json")["Body"].read())
+    assert json.dumps(meta).find("0.74") >= 0
+
+
+def test_malformed_input_fails_at_the_first_state_naming_the_field_and_notifies(wf):
+    arn = wf.start("shapes", "v1", run_id="bad-input-1",
+                   request={"dataset": {"name": "shapes"}, "trigger": {"source": "manual", "ref": "x"}})
+    result = wf.wait(arn)
+
+    assert result["status"] == "FAILED"
+    assert wf.states_entered(arn) == ["ValidateDataset", "NotifyFailure", "RunFailed"]
+    failed = next(e for e in wf.history(arn) if e["type"] == "TaskFailed")
+    details = failed["taskFailedEventDetails"]
+    assert details["error"] == "InvalidInput"
+    cause = json.loads(details["cause"])
+    assert cause["errorType"] == "InvalidInput" and "dataset.version" in cause["errorMessage"]
+    assert wf.training.requests == []
+    assert "dataset.version" in wf.wait_for_slack("bad-input-1")
+
+
+def test_happy_path_stays_within_25_state_transitions(wf):
+    arn, result = _run(wf, "shapes", "v1", complete(GOOD))
+    assert result["status"] == "SUCCEEDED"
+    assert wf.transitions(arn) <= 25
