@@ -16,7 +16,7 @@ from yoloops.local import LocalStack, ScriptedTrainingBackend
 from yoloops.synth import generate_dataset
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def workflow_stack(tmp_path_factory):
     stack = LocalStack(workdir=tmp_path_factory.mktemp("stack"), training=ScriptedTrainingBackend())
     stack.start()

@@ -56,13 +56,15 @@ class _QuietHandler(BaseHTTPRequestHandler):
 class LocalStack:
     def __init__(self, workdir: Path | str = Path(".local"), port: int = 0,
                  training: TrainingBackend | None = None, parameters: dict[str, Any] | None = None,
-                 template: Path | str = TEMPLATE, region: str = REGION):
+                 template: Path | str = TEMPLATE, region: str = REGION,
+                 github_webhook_secret: str = "local-github-webhook-secret"):
         self.workdir = Path(workdir)
         self.port = port
         self.training = training if training is not None else ScriptedTrainingBackend()
         self.parameters = dict(parameters or {})
         self.template = Path(template)
         self.region = region
+        self.github_webhook_secret = github_webhook_secret
         self.lambdas = LambdaRuntime()
         self.slack_messages: list[dict[str, Any]] = []
         self.deployment: Deployment | None = None
@@ -80,6 +82,9 @@ class LocalStack:
     def start(self) -> LocalStack:
         from moto.server import ThreadedMotoServer
 
+        if moto_patches.ACTIVE.lambdas is not None:
+            # moto's backends are process-global: two stacks in one process would share one account.
+            raise RuntimeError("another local stack is already running in this process")
         moto_patches.install()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -87,6 +92,10 @@ class LocalStack:
         host, port = self._server.get_host_and_port()
         self.port = port
         self.endpoint_url = f"http://{host}:{port}"
+        import requests
+
+        # A fresh account, even if an earlier stack in this process left resources behind.
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         self._start_http()
         env = {"MOTO_PORT": str(port), "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region,
                "AWS_REGION": self.region, **CREDENTIALS}
@@ -98,7 +107,11 @@ class LocalStack:
         self.training.attach(self.client("s3"), self._emit_training_event, self.region)
         if hasattr(self.training, "logs_client"):
             self.training.logs_client = self.client("logs")
-        self.deploy()
+        try:
+            self.deploy()
+        except BaseException:
+            self.stop()  # a half-started stack must not keep the port, the patches' target or stack.json
+            raise
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "stack.json").write_text(json.dumps(self.describe(), indent=2))
         return self
@@ -216,7 +229,7 @@ class LocalStack:
         outputs = self.outputs
         values = {
             "SlackWebhookSecretArn": self.slack_url,
-            "GithubWebhookSecretArn": str(self.parameters.get("GithubWebhookSecret", "local-github-webhook-secret")),
+            "GithubWebhookSecretArn": self.github_webhook_secret,
             "WandbSecretArn": "",
         }
         for output, value in values.items():
