@@ -617,7 +617,9 @@ def _metric_values(metrics: dict) -> dict[str, float]:
 
 def _resolve_model(cfg: TrainConfig, paths: Paths) -> str:
     if cfg.model.endswith((".yaml", ".yml")):
-        return cfg.model  # built from the Ultralytics model YAML shipped in the package: offline
+        # a model YAML shipped next to this file (yoloops-tiny.yaml), else one of Ultralytics' own: offline
+        here = Path(__file__).resolve().parent / cfg.model
+        return str(here) if "/" not in cfg.model and here.is_file() else cfg.model
     w = paths.weights
     if w is not None and w.is_file() and w.suffix == ".pt":
         return str(w)
