@@ -470,12 +470,14 @@ def budget_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
 def local_up(
     port: int = typer.Option(0, "--port", help="moto server port (0: any free port)."),
     workdir: Annotated[Path, typer.Option("--dir", help="Working directory of the stack.")] = LOCAL_DIR,
-    epochs: int | None = typer.Option(None, "--epochs", help="Default training epochs of runs."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Default training epochs of runs (default 8)."),
 ) -> None:
     """Start the local stack (moto server, template deployed, local training) until Ctrl-C."""
-    from yoloops.demo import start_local_stack
+    from yoloops.demo import DemoSettings, start_local_stack
 
-    stack = start_local_stack(workdir, port=port, epochs=epochs)
+    # Runs train on this machine's CPU: the demo's tiny hyperparameters are the stack's defaults.
+    hp = DemoSettings(**({"epochs": epochs} if epochs else {})).training_hyperparameters()
+    stack = start_local_stack(workdir, port=port, hyperparameters=hp)
     try:
         outputs = stack.outputs
         out.print(f"[bold green]local stack up[/] in {workdir}/")
@@ -529,7 +531,7 @@ def local_interrupt(
 def demo_cmd(
     workdir: Annotated[Path, typer.Option("--dir", help="Working directory (wiped first).")] = DEMO_DIR,
     keep_up: bool = typer.Option(False, "--keep-up", help="Leave the stack running for exploration."),
-    epochs: int = typer.Option(3, "--epochs", min=1),
+    epochs: int = typer.Option(8, "--epochs", min=1),
     imgsz: int = typer.Option(64, "--imgsz", min=32),
 ) -> None:
     """The whole pipeline on this machine: local stack, dataset push, training, promotion, Slack."""
