@@ -12,8 +12,10 @@ from typing import Any
 @cache
 def client(service: str) -> Any:
     import boto3  # imported on first use so handlers that never call AWS stay cheap to import
+    from botocore.config import Config
 
-    return boto3.session.Session().client(service)
+    # The dataset validator reads label files with a thread pool; botocore's default pool is 10.
+    return boto3.session.Session().client(service, config=Config(max_pool_connections=32))
 
 
 def reset_clients() -> None:

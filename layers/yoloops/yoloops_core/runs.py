@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
@@ -31,6 +32,7 @@ def start_run(request: RunRequest, run_id: str, state_machine_arn: str, sfn: Exe
     redelivery or a second `dataset push` of the same version starts nothing new.
     """
     body = json.dumps(request.model_dump(mode="json"), sort_keys=True)
+    called_at = datetime.now(UTC)
     try:
         response = sfn.start_execution(stateMachineArn=state_machine_arn, name=run_id, input=body)
     except Exception as exc:  # botocore ClientError; matched by code so fakes need no botocore
@@ -39,7 +41,14 @@ def start_run(request: RunRequest, run_id: str, state_machine_arn: str, sfn: Exe
             raise
         logger.info("run already started", extra={"run_id": run_id})
         return StartResult(run_id=run_id, started=False, execution_arn=None)
+    # A same-name, same-input start returns the existing execution without an error: its startDate
+    # predates this call (a little slack for clock skew between us and the service).
+    start_date = response.get("startDate")
+    if isinstance(start_date, datetime):
+        if start_date.tzinfo is None:
+            start_date = start_date.replace(tzinfo=UTC)
+        if start_date < called_at - timedelta(seconds=5):
+            logger.info("run already started", extra={"run_id": run_id, "execution_arn": response["executionArn"]})
+            return StartResult(run_id=run_id, started=False, execution_arn=response["executionArn"])
     logger.info("run started", extra={"run_id": run_id, "execution_arn": response["executionArn"]})
-    # AWS returns the existing execution (no error) for a same-name, same-input start within 90 days;
-    # startDate older than now tells those apart, but a duplicate is harmless either way.
     return StartResult(run_id=run_id, started=True, execution_arn=response["executionArn"])
