@@ -107,3 +107,10 @@ def test_webhook_secret_forms(secret, url):
 def test_webhook_secret_without_url_is_rejected():
     with pytest.raises(ValueError, match="http"):
         webhook_url_from_secret("changeme")
+
+
+def test_cloudwatch_alarm_on_the_topic_is_readable():
+    alarm = json.dumps({"AlarmName": "yoloops-dev-executions-failed", "NewStateValue": "ALARM",
+                        "NewStateReason": "Threshold Crossed: 1 datapoint [1.0] >= 1.0"})
+    text = payload_for(alarm)["text"]
+    assert "yoloops-dev-executions-failed" in text and "ALARM" in text and "Threshold Crossed" in text

@@ -125,6 +125,10 @@ def payload_for(sns_message: str) -> dict[str, Any]:
         message = None
     if isinstance(message, dict) and "event_type" in message:
         return render(message)
+    if isinstance(message, dict) and "AlarmName" in message:
+        # CloudWatch alarms (failed executions, DLQ depth) share the topic.
+        return {"text": f":rotating_light: Alarm *{message.get('AlarmName')}* is {message.get('NewStateValue')}: "
+                        f"{message.get('NewStateReason', '')}"[:39000]}
     return {"text": str(sns_message)[:39000]}
 
 
