@@ -431,11 +431,16 @@ class ProcessTrainingBackend(TrainingBackend):
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             rel = path.relative_to(src).as_posix()
             mtime = path.stat().st_mtime
+            # Skip files still being written: a body that changes length mid-request hangs the upload.
+            if known is not None and (known.get(rel) == mtime or time.time() - mtime < 0.2):
+                continue
+            # Read once, send bytes: the length S3 sees is the length sent, even if the file moves on.
+            data = path.read_bytes()
             if known is not None:
-                if known.get(rel) == mtime:
-                    continue
+                if path.stat().st_mtime != mtime:
+                    continue  # rewritten while we read it: next round
                 known[rel] = mtime
-            self.s3.upload_file(str(path), bucket, prefix + rel)
+            self.s3.put_object(Bucket=bucket, Key=prefix + rel, Body=data)
 
     def _prepare(self, job: TrainingJob, base: Path) -> None:
         """Fresh /opt/ml-style tree: channels, hyperparameters, checkpoints from S3 (resume)."""
@@ -491,6 +496,7 @@ class ProcessTrainingBackend(TrainingBackend):
                     continue
                 break
             self._sync_checkpoints(job, base, None)
+            log.info("checkpoints of %s synced", job.name)
             failure = base / "output" / "failure"
             metrics = self._final_metrics(log_file)
             if rc != 0 or failure.exists():
@@ -522,7 +528,9 @@ class ProcessTrainingBackend(TrainingBackend):
                 if job.name not in self._interrupted:
                     self._sync_checkpoints(job, base, known)
             self._procs.pop(job.name, None)
+        log.info("training process of %s exited with %s", job.name, proc.returncode)
         self._push_logs(job, log_file)
+        log.info("logs of %s copied", job.name)
         return proc.returncode
 
     def _sync_checkpoints(self, job: TrainingJob, base: Path, known: dict[str, float] | None) -> None:
