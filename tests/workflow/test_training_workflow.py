@@ -45,6 +45,13 @@ def test_first_model_is_promoted_to_champion(wf):
     body = wf.s3.get_object(Bucket=wf.bucket, Key="models/shapes/champion/best.pt")["Body"].read()
     assert body == f"yoloops-scripted-weights:{run_id}-a1".encode()  # the job's own best.pt, not a copy of nothing
 
+    # The CLI and the aws CLI see the job through the SageMaker API on the local endpoint.
+    sm = wf.stack.client("sagemaker")
+    described = sm.describe_training_job(TrainingJobName=f"{run_id}-a1")
+    assert described["TrainingJobStatus"] == "Completed"
+    assert described["ModelArtifacts"]["S3ModelArtifacts"].endswith(f"/{run_id}-a1/output/model.tar.gz")
+    assert [j["TrainingJobName"] for j in sm.list_training_jobs()["TrainingJobSummaries"]] == [f"{run_id}-a1"]
+
     record = wf.run_record(run_id)
     assert record["status"] == "PROMOTED"
     assert record["metrics"]["mAP50-95"] == pytest.approx(0.62)

@@ -50,6 +50,7 @@ def install() -> None:
         _patch_s3_notifications()
         _patch_sns_lambda()
         _patch_events_lambda()
+        _patch_sagemaker_api()
         _installed = True
 
 
@@ -302,3 +303,56 @@ def _patch_events_lambda() -> None:
         return None
 
     Rule.send_to_targets = send_to_targets
+
+
+# ------------------------------------------------------------------ SageMaker API mirrors the backend
+
+_TIME_KEYS = {"CreationTime", "LastModifiedTime", "TrainingStartTime", "TrainingEndTime", "StartTime",
+              "EndTime", "Timestamp"}
+
+
+def _api_times(value: Any) -> Any:
+    """Epoch-ms fields (the `.sync` output shape) -> datetimes for moto's API serializer."""
+    if isinstance(value, list):
+        return [_api_times(v) for v in value]
+    if isinstance(value, dict):
+        return {k: (datetime.fromtimestamp(v / 1000, UTC) if k in _TIME_KEYS and isinstance(v, int | float)
+                    else _api_times(v)) for k, v in value.items()}
+    return value
+
+
+def _patch_sagemaker_api() -> None:
+    """DescribeTrainingJob / ListTrainingJobs on the local endpoint show the local backend's jobs."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    original_describe = SageMakerModelBackend.describe_training_job
+    original_list = SageMakerModelBackend.list_training_jobs
+
+    def describe_training_job(self, training_job_name):
+        backend = ACTIVE.training
+        if backend is not None and training_job_name in backend.jobs:
+            return _api_times(backend.describe_training_job(training_job_name))
+        return original_describe(self, training_job_name)
+
+    def list_training_jobs(self, next_token, max_results, creation_time_after, creation_time_before,
+                           last_modified_time_after, last_modified_time_before, name_contains, status_equals):
+        backend = ACTIVE.training
+        if backend is None or not backend.jobs:
+            return original_list(self, next_token, max_results, creation_time_after, creation_time_before,
+                                 last_modified_time_after, last_modified_time_before, name_contains,
+                                 status_equals)
+        rows = []
+        for name in list(backend.jobs):
+            d = _api_times(backend.describe_training_job(name))
+            if name_contains and name_contains not in name:
+                continue
+            if status_equals and d["TrainingJobStatus"] != status_equals:
+                continue
+            rows.append({k: d[k] for k in ("TrainingJobName", "TrainingJobArn", "CreationTime", "LastModifiedTime",
+                                           "TrainingJobStatus", "TrainingEndTime") if k in d})
+        start = int(next_token or 0)
+        end = start + int(max_results or 100)
+        return {"TrainingJobSummaries": rows[start:end], "NextToken": str(end) if end < len(rows) else None}
+
+    SageMakerModelBackend.describe_training_job = describe_training_job
+    SageMakerModelBackend.list_training_jobs = list_training_jobs
