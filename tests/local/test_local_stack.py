@@ -121,3 +121,22 @@ def test_interrupt_endpoint_reports_unknown_jobs(stack):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=10)
     assert err.value.code == 409
+
+
+def test_undeliverable_slack_message_is_retried_then_kept_in_the_dlq(stack):
+    sns = stack.client("sns")
+    stack.slack_reply_status = 400  # Slack rejects (revoked webhook): the notifier raises at once
+    try:
+        sns.publish(TopicArn=stack.outputs["NotificationsTopicArn"], Message=json.dumps(
+            {"event_type": "run.started", "run_id": "dlq-run", "text": "started"}))
+        assert stack.lambdas.wait_idle(30)
+    finally:
+        stack.slack_reply_status = 200
+    tries = [i for i in stack.lambdas.invocations
+             if i.source == "sns" and "dlq-run" in json.dumps(i.event)]
+    assert len(tries) == 3 and all(t.error for t in tries)  # first try + MaximumRetryAttempts 2
+    sqs = stack.client("sqs")
+    got = sqs.receive_message(QueueUrl=stack.outputs["NotificationsDlqUrl"], MaxNumberOfMessages=10,
+                              MessageAttributeNames=["All"])["Messages"]
+    [msg] = [m for m in got if "dlq-run" in m["Body"]]
+    assert "Slack" in msg["MessageAttributes"]["ErrorMessage"]["StringValue"]

@@ -518,7 +518,8 @@ class Deployer:
         )["FunctionArn"]
         spec = FunctionSpec(name=name, logical_id=logical, code_dir=code_dir, handler=handler,
                             environment=env, timeout_s=int(p.get("Timeout", 3)),
-                            memory_mb=int(p.get("MemorySize", 128)), arn=arn)
+                            memory_mb=int(p.get("MemorySize", 128)), arn=arn,
+                            dead_letter_arn=(p.get("DeadLetterConfig") or {}).get("TargetArn"))
         self.runtime.register(spec)
         self.functions[logical] = spec
         return Deployed(logical, "AWS::Lambda::Function", ref=name, attrs={"Arn": arn})
@@ -582,3 +583,13 @@ class Deployer:
             events.put_targets(Rule=name, Targets=targets, **({"EventBusName": p["EventBusName"]}
                                                                if p.get("EventBusName") else {}))
         return Deployed(logical, "AWS::Events::Rule", ref=name, attrs={"Arn": arn})
+
+    def _create_AWS_Lambda_EventInvokeConfig(self, logical: str, rv: Resolver, props: dict[str, Any]) -> Deployed:
+        p = rv.resolve(props)
+        spec = self.runtime.resolve(p["FunctionName"])
+        if "MaximumRetryAttempts" in p:
+            spec.max_async_retries = int(p["MaximumRetryAttempts"])
+        on_failure = ((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        if on_failure and ":sqs:" in on_failure:
+            spec.dead_letter_arn = on_failure
+        return Deployed(logical, "AWS::Lambda::EventInvokeConfig", ref=f"{spec.name}$LATEST")

@@ -46,6 +46,8 @@ class FunctionSpec:
     timeout_s: int = 30
     memory_mb: int = 256
     arn: str = ""
+    dead_letter_arn: str | None = None  # DeadLetterConfig.TargetArn (SQS) for failed async invocations
+    max_async_retries: int = 2  # EventInvokeConfig.MaximumRetryAttempts (AWS default 2)
 
 
 @dataclass
@@ -90,8 +92,12 @@ def error_payload(exc: BaseException, request_id: str) -> dict[str, Any]:
 class LambdaRuntime:
     """Registry of deployed functions + the in-process invoker (sync and async)."""
 
-    def __init__(self, base_env: dict[str, str] | None = None):
+    def __init__(self, base_env: dict[str, str] | None = None,
+                 async_retry_delays: tuple[float, ...] = (0.2, 0.5)):
         self.functions: dict[str, FunctionSpec] = {}
+        # AWS waits ~1 and ~2 minutes between async retries; locally the order matters, not the wait.
+        self.async_retry_delays = async_retry_delays
+        self.dead_letter: Callable[[str, Any, dict[str, Any]], None] | None = None
         self.base_env = dict(base_env or {})
         self.invocations: list[Invocation] = []
         self._modules: dict[str, ModuleType] = {}
@@ -203,15 +209,27 @@ class LambdaRuntime:
                 return
             name, event, source = item
             try:
-                _, error = self.invoke(name, event, source=source)
-                if error:  # AWS would retry twice then go to the DLQ / on-failure destination
-                    log.warning("async invocation of %s failed: %s", name, error["errorMessage"])
+                self._run_async(name, event, source)
             except Exception:
                 log.exception("async invocation of %s could not run", name)
             finally:
                 with self._pending_cv:
                     self._pending -= 1
                     self._pending_cv.notify_all()
+
+    def _run_async(self, name: str, event: Any, source: str) -> None:
+        """One async event: the first try + MaximumRetryAttempts retries, then the dead-letter queue."""
+        spec = self.resolve(name)
+        error: dict[str, Any] | None = None
+        for attempt in range(spec.max_async_retries + 1):
+            if attempt:
+                time.sleep(self.async_retry_delays[min(attempt, len(self.async_retry_delays)) - 1])
+            _, error = self.invoke(name, event, source=source)
+            if error is None:
+                return
+            log.warning("async invocation of %s failed (try %d): %s", spec.name, attempt + 1, error["errorMessage"])
+        if spec.dead_letter_arn and self.dead_letter is not None:
+            self.dead_letter(spec.dead_letter_arn, event, error or {})
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every queued async invocation has run (tests, before asserting on effects)."""

@@ -67,6 +67,7 @@ class LocalStack:
         self.github_webhook_secret = github_webhook_secret
         self.lambdas = LambdaRuntime()
         self.slack_messages: list[dict[str, Any]] = []
+        self.slack_reply_status = 200  # tests: make the Slack receiver fail (e.g. 400, 500)
         self.deployment: Deployment | None = None
         self._server: Any = None
         self._http: ThreadingHTTPServer | None = None
@@ -102,6 +103,7 @@ class LocalStack:
         self._saved_env = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # moto's Step Functions worker calls back into the server on MOTO_PORT
         self.lambdas.base_env = dict(env)
+        self.lambdas.dead_letter = self._dead_letter
         moto_patches.ACTIVE.lambdas = self.lambdas
         moto_patches.ACTIVE.training = self.training
         self.training.attach(self.client("s3"), self._emit_training_event, self.region)
@@ -240,6 +242,15 @@ class LocalStack:
                 except Exception:  # moto rejects an empty SecretString; W&B stays as created
                     log.debug("secret %s left as created", output, exc_info=True)
 
+    def _dead_letter(self, queue_arn: str, event: Any, error: dict[str, Any]) -> None:
+        """What Lambda sends to a function's DLQ after the last async retry (event as body + error attributes)."""
+        sqs = self.client("sqs")
+        url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+        attrs = {"RequestID": error.get("requestId", ""), "ErrorCode": "200",
+                 "ErrorMessage": str(error.get("errorMessage", ""))[:1000] or "unknown error"}
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event), MessageAttributes={
+            k: {"DataType": "String", "StringValue": v or "-"} for k, v in attrs.items()})
+
     def _emit_training_event(self, detail: dict[str, Any]) -> None:
         """SageMaker Training Job State Change -> EventBridge (default bus) -> matching rules."""
         from moto.events.models import events_backends
@@ -280,6 +291,9 @@ class LocalStack:
                         message = json.loads(body)
                     except ValueError:
                         self._reply(400, "invalid_payload", {"Content-Type": "text/plain"})
+                        return
+                    if stack.slack_reply_status >= 300:
+                        self._reply(stack.slack_reply_status, "invalid_token", {"Content-Type": "text/plain"})
                         return
                     stack.slack_messages.append(message)
                     self._reply(200, "ok", {"Content-Type": "text/plain"})
