@@ -78,7 +78,9 @@ def test_local_job_trains_is_interrupted_resumes_and_is_promoted(stack, tmp_path
     record = RunStore(stack.outputs["RunsTableName"], ddb=stack.client("dynamodb")).get_run("ds-proc-v1")
     assert record["status"] == "PROMOTED"
     assert int(record["interruptions"]) == 1  # counted by TrainingEvents from the EventBridge events
-    assert any("ds-proc-v1" in json.dumps(m) for m in stack.slack_messages)
+    texts = [json.dumps(m) for m in stack.slack_messages]
+    assert any("ds-proc-v1" in t and "New champion promoted" in t for t in texts)
+    assert any(job in t and "Spot interruption" in t for t in texts)  # TrainingEvents told the team
     streams = stack.client("logs").describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
                                                         logStreamNamePrefix=job)["logStreams"]
     assert streams  # `yoloops logs RUN` reads these

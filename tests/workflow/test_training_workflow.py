@@ -8,6 +8,7 @@ States.TaskFailed + DescribeTrainingJob Cause, or SageMaker.<Code> at create, on
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -55,8 +56,7 @@ def test_first_model_is_promoted_to_champion(wf):
     record = wf.run_record(run_id)
     assert record["status"] == "PROMOTED"
     assert record["metrics"]["mAP50-95"] == pytest.approx(0.62)
-    assert wf.wait_for_slack(run_id)
-    assert any("0.6200" in t for t in wf.slack_texts())
+    assert wf.wait_for_slack(run_id, "New champion promoted", "0.6200")
 
 
 def test_worse_challenger_keeps_the_champion(wf):
@@ -70,7 +70,7 @@ def test_worse_challenger_keeps_the_champion(wf):
     assert wf.keys("models/shapes/versions/ds-shapes-v2/") == []
     assert wf.run_record("ds-shapes-v2")["status"] == "KEPT"
     # The champion-kept message reports the change against the champion.
-    assert wf.wait_for_slack("ds-shapes-v2", "-0.2100")
+    assert wf.wait_for_slack("ds-shapes-v2", "Champion kept", "-0.2100")
 
 
 def test_failed_training_is_notified_with_its_failure_reason(wf):
@@ -84,7 +84,7 @@ def test_failed_training_is_notified_with_its_failure_reason(wf):
     record = wf.run_record("ds-shapes-v1")
     assert record["status"] == "FAILED"
     assert "CUDA out of memory" in record["failure_reason"]
-    assert "CUDA out of memory" in wf.wait_for_slack("CUDA out of memory")
+    assert wf.wait_for_slack("ds-shapes-v1", "Training failed", "CUDA out of memory")
     assert wf.champion("shapes") is None
 
 
@@ -128,7 +128,7 @@ def test_budget_blocked_run_creates_no_training_job(wf):
     assert "NotifyBudgetBlocked" in wf.states_entered(arn)
     assert wf.training.requests == []
     assert wf.run_record("ds-shapes-v1")["status"] == "BUDGET_BLOCKED"
-    assert wf.wait_for_slack("ds-shapes-v1")
+    assert wf.wait_for_slack("ds-shapes-v1", "Run blocked by budget")
     assert json.loads(wf.sfn.describe_execution(executionArn=arn).get("output") or "null") is None
 
 
@@ -151,6 +151,36 @@ def test_out_of_order_finish_leaves_the_better_model_champion(wf):
     assert wf.run_record("ds-shapes-v1")["status"] == "KEPT"
     meta = json.loads(wf.s3.get_object(Bucket=wf.bucket, Key="models/shapes/champion/metrics.json")["Body"].read())
     assert json.dumps(meta).find("0.74") >= 0
+
+
+def test_promotion_race_the_better_model_wins_the_conditional_write(wf):
+    # Both runs evaluate against "no champion" (both look better); the worse one's Promote is held
+    # until the better one has promoted: its conditional write must lose, files and record untouched.
+    wf.upload_dataset("shapes", "v1")
+    wf.upload_dataset("shapes", "v2")
+    wf.training.script("ds-shapes-v1-a1", complete(WORSE))
+    wf.training.script("ds-shapes-v2-a1", complete(BETTER, hold=True))
+    promote_v1 = wf.stack.lambdas.hold(
+        lambda spec, event: spec.logical_id == "PromoteFunction" and "ds-shapes-v1" in json.dumps(event))
+    slow = wf.start("shapes", "v1")
+    fast = wf.start("shapes", "v2")
+    deadline = time.monotonic() + 30  # v1 has evaluated (better than nothing) and waits at Promote
+    while not any(i.function.endswith("EvaluateFunction") and "ds-shapes-v1" in json.dumps(i.event)
+                  for i in wf.stack.lambdas.invocations):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    wf.training.release("ds-shapes-v2-a1")
+    assert wf.wait(fast)["status"] == "SUCCEEDED"
+    promote_v1.set()
+    assert wf.wait(slow)["status"] == "SUCCEEDED"
+
+    assert "Promote" in wf.states_entered(slow)  # it really tried
+    champion = wf.champion("shapes")
+    assert champion["run_id"] == "ds-shapes-v2"
+    best = wf.s3.get_object(Bucket=wf.bucket, Key="models/shapes/champion/best.pt")["Body"].read()
+    assert best == b"yoloops-scripted-weights:ds-shapes-v2-a1"
+    assert wf.run_record("ds-shapes-v2")["status"] == "PROMOTED"
+    assert wf.run_record("ds-shapes-v1")["status"] != "PROMOTED"
 
 
 def test_malformed_input_fails_at_the_first_state_naming_the_field_and_notifies(wf):

@@ -98,6 +98,7 @@ class LambdaRuntime:
         # AWS waits ~1 and ~2 minutes between async retries; locally the order matters, not the wait.
         self.async_retry_delays = async_retry_delays
         self.dead_letter: Callable[[str, Any, dict[str, Any]], None] | None = None
+        self._gates: list[tuple[Callable[[FunctionSpec, Any], bool], threading.Event]] = []
         self.base_env = dict(base_env or {})
         self.invocations: list[Invocation] = []
         self._modules: dict[str, ModuleType] = {}
@@ -157,6 +158,9 @@ class LambdaRuntime:
     def invoke(self, name_or_arn: str, event: Any, source: str = "sync") -> tuple[Any, dict[str, Any] | None]:
         """Run the handler; returns (result, None) or (None, lambda error payload)."""
         spec = self.resolve(name_or_arn)
+        for matches, gate in list(self._gates):
+            if matches(spec, event):
+                gate.wait()  # held by a test (outside the lock, so everything else keeps running)
         from yoloops_core.config import get_settings
 
         record = Invocation(function=spec.name, source=source, event=event)
@@ -189,6 +193,21 @@ class LambdaRuntime:
                 get_settings.cache_clear()
         self.invocations.append(record)
         return record.result, record.error
+
+    def hold(self, matches: Callable[[FunctionSpec, Any], bool]) -> threading.Event:
+        """Hold every invocation `matches(spec, event)` selects until the returned event is set.
+
+        Tests use it to force interleavings (e.g. one run's Promote after another run's), which is
+        how races like two promotions of one dataset are made deterministic.
+        """
+        gate = threading.Event()
+        self._gates.append((matches, gate))
+        return gate
+
+    def release_all(self) -> None:
+        for _, gate in self._gates:
+            gate.set()
+        self._gates.clear()
 
     # ------------------------------------------------------------ async sources
     def invoke_async(self, name_or_arn: str, event: Any, source: str) -> None:

@@ -145,6 +145,7 @@ class LocalStack:
         import requests
 
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        self.lambdas.release_all()
         self.lambdas.wait_idle(10)
         self.lambdas.functions.clear()
         self.lambdas.invocations.clear()
