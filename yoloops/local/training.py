@@ -150,8 +150,11 @@ class TrainingBackend:
         self.s3: Any = None  # boto3 S3 client on the local stack (set by attach)
         self.emit_event: Callable[[dict[str, Any]], None] = lambda detail: None
         self.region = "us-east-1"
+        self.base_env: dict[str, str] = dict(os.environ)
 
     def attach(self, s3: Any, emit_event: Callable[[dict[str, Any]], None], region: str = "us-east-1") -> None:
+        # The container's environment: this process's, taken now (Lambda invocations swap os.environ later).
+        self.base_env = dict(os.environ)
         self.s3 = s3
         self.emit_event = emit_event
         self.region = region
@@ -394,6 +397,8 @@ class ProcessTrainingBackend(TrainingBackend):
         self.checkpoint_sync_s = checkpoint_sync_s
         self._procs: dict[str, subprocess.Popen] = {}
         self._interrupted: set[str] = set()
+        self._timed_out: set[str] = set()
+        self.stop_grace_s = 30.0
         self._threads: list[threading.Thread] = []
         self.logs_client: Any = None  # CloudWatch Logs client (optional, set by the stack)
 
@@ -499,6 +504,12 @@ class ProcessTrainingBackend(TrainingBackend):
             log.info("checkpoints of %s synced", job.name)
             failure = base / "output" / "failure"
             metrics = self._final_metrics(log_file)
+            if job.name in self._timed_out:
+                with self._lock:
+                    job.final_metrics = metrics
+                self._finish_failed(job, "Training job reached the maximum runtime (MaxRuntimeInSeconds) and was stopped",
+                                    status="Stopped", secondary="MaxRuntimeExceeded")
+                return
             if rc != 0 or failure.exists():
                 reason = failure.read_text().strip() if failure.exists() else ""
                 self._finish_failed(job, reason or f"AlgorithmError: training exited with code {rc}")
@@ -511,7 +522,7 @@ class ProcessTrainingBackend(TrainingBackend):
             self._finish_failed(job, f"InternalServerError: {exc}")
 
     def _run_process(self, job: TrainingJob, base: Path, log_file: Path) -> int:
-        env = dict(os.environ)
+        env = dict(self.base_env)
         env.update(self.extra_env)
         env.update(job.request.get("Environment") or {})
         env["SAGEMAKER_BASE_DIR"] = str(base)
@@ -523,15 +534,28 @@ class ProcessTrainingBackend(TrainingBackend):
                                     cwd=str(base), start_new_session=True)
             self._procs[job.name] = proc
             known: dict[str, float] = {}
+            max_runtime = float((job.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or 0)
+            started = time.monotonic()
             while proc.poll() is None:
                 time.sleep(self.checkpoint_sync_s)
                 if job.name not in self._interrupted:
                     self._sync_checkpoints(job, base, known)
+                if max_runtime and time.monotonic() - started > max_runtime and job.name not in self._timed_out:
+                    # SageMaker's stop: SIGTERM, then SIGKILL after a grace period.
+                    self._timed_out.add(job.name)
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    threading.Timer(self.stop_grace_s, self._kill_if_alive, args=(proc,)).start()
             self._procs.pop(job.name, None)
         log.info("training process of %s exited with %s", job.name, proc.returncode)
         self._push_logs(job, log_file)
         log.info("logs of %s copied", job.name)
         return proc.returncode
+
+    @staticmethod
+    def _kill_if_alive(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def _sync_checkpoints(self, job: TrainingJob, base: Path, known: dict[str, float] | None) -> None:
         uri = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
