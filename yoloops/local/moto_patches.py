@@ -215,6 +215,13 @@ def _patch_s3_notifications() -> None:
             runtime.resolve(fn_arn)
         except (AttributeError, KeyError):
             return original(account_id, event_body, fn_arn, region_name)
+        # S3 URL-encodes keys in notifications but keeps "/" (moto encodes it as %2F).
+        from urllib.parse import quote_plus, unquote_plus
+
+        for record in event_body.get("Records", []):
+            obj = record.get("s3", {}).get("object", {})
+            if "key" in obj:
+                obj["key"] = quote_plus(unquote_plus(obj["key"]), safe="/")
         runtime.invoke_async(fn_arn, event_body, source="s3")
 
     notifications._invoke_awslambda = _invoke_awslambda

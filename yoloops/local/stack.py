@@ -133,7 +133,8 @@ class LocalStack:
         params.update(self.parameters)
         if self._session is None:
             self._session = boto3.session.Session()
-        deployer = Deployer(self._session, self.endpoint_url, self.region, REPO_ROOT, self.lambdas,
+        # Code and definition paths are relative to the template, as in `sam build`.
+        deployer = Deployer(self._session, self.endpoint_url, self.region, self.template.resolve().parent, self.lambdas,
                             function_url_base=lambda fn: f"{self.control_url}/lambda-url/{fn}/")
         deployer.clients = self._deploy_clients  # botocore model loading dominates a redeploy otherwise
         self.deployment = deployer.deploy(self.template, params)
