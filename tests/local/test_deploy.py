@@ -116,10 +116,9 @@ def _run(stack, payload):
     return result["status"], json.loads(result.get("output") or "null")
 
 
-def test_template_resources_env_substitutions_and_catch(project, monkeypatch):
+def test_template_resources_env_substitutions_and_catch(project):
     with LocalStack(workdir=project / ".local", template=project / "template.yaml",
                     training=ScriptedTrainingBackend()) as stack:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint_url)
         assert "TopicArn" not in stack.outputs  # condition false
         assert stack.outputs["BucketName"] == "yoloops-local-data-123456789012"
         status, out = _run(stack, {"x": 1})
@@ -149,10 +148,9 @@ def test_template_resources_env_substitutions_and_catch(project, monkeypatch):
         assert keys == ["a/manifest.json"]
 
 
-def test_parameters_switch_conditions(project, monkeypatch):
+def test_parameters_switch_conditions(project):
     with LocalStack(workdir=project / ".local", template=project / "template.yaml",
                     parameters={"Flag": "true", "Greeting": "hi"}) as stack:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint_url)
         assert stack.outputs["TopicArn"].startswith("arn:aws:sns:us-east-1:123456789012:")
         status, out = _run(stack, {})
         assert status == "SUCCEEDED"

@@ -70,7 +70,8 @@ def _request(name: str, mode: str, *, max_runtime: int = 600) -> dict:
 
 
 @pytest.fixture
-def s3():
+def s3(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # in-process moto, not a local stack
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket="bkt")
