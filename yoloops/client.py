@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -163,19 +162,6 @@ def resolve_stack(local: str | None = None, stack: str | None = None, region: st
 
 # ---------------------------------------------------------------- helpers
 
-def plain(value: Any) -> Any:
-    """DynamoDB values -> JSON-able Python (Decimals to int/float, sets to sorted lists)."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, set):
-        return sorted(plain(v) for v in value)
-    return value
-
-
 def default_version(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
 
@@ -272,13 +258,13 @@ class Stack:
         """yoloops_core's RunStore over this stack's table, with this stack's DynamoDB client."""
         from yoloops_core.store import RunStore
 
-        return _make_store(RunStore, self.runs_table, self.client("dynamodb"))
+        return RunStore(self.runs_table, self.client("dynamodb"))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         record = self.store.get_run(run_id)
         if record is None:
             raise NotFound(f"unknown run {run_id!r}: `yoloops runs` lists the runs of this stack")
-        return plain(_as_dict(record))
+        return record
 
     def list_runs(self, dataset: str | None = None, months: int = 2, limit: int = 50) -> list[dict[str, Any]]:
         """Runs started in the last `months` calendar months (the by_month index), newest first."""
@@ -287,7 +273,7 @@ class Stack:
         month = iso(utcnow())[:7]
         runs: list[dict[str, Any]] = []
         for _ in range(max(1, months)):
-            runs.extend(plain(r) for r in self.store.list_runs_by_month(month))
+            runs.extend(self.store.list_runs_by_month(month))
             month = previous_month(month)
         if dataset:
             runs = [r for r in runs if r.get("dataset") == dataset]
@@ -295,12 +281,10 @@ class Stack:
         return runs[:limit]
 
     def get_champion(self, dataset: str) -> dict[str, Any] | None:
-        champion = self.store.get_champion(dataset)
-        return plain(_as_dict(champion)) if champion is not None else None
+        return self.store.get_champion(dataset)
 
     def champion_history(self, dataset: str) -> list[dict[str, Any]]:
-        fn = getattr(self.store, "champion_history", None)
-        return [plain(_as_dict(h)) for h in fn(dataset)] if fn else []
+        return self.store.champion_history(dataset)
 
     def known_datasets(self) -> set[str]:
         return {r["dataset"] for r in self.list_runs(months=12, limit=10_000) if r.get("dataset")}
@@ -330,7 +314,7 @@ class Stack:
         from yoloops_core.dataset import MANIFEST_NAME, build_manifest
 
         root = Path(local_dir)
-        manifest = _as_dict(build_manifest(root, name, version))
+        manifest = build_manifest(root, name, version)
         files = [f for f in manifest["files"] if f["path"] != MANIFEST_NAME]
         manifest["files"] = files
         prefix = f"datasets/{name}/{version}/"
@@ -490,8 +474,8 @@ class Stack:
         metric = previous.get("metric") if previous else None
         metric = metric or self.parameter("PromotionMetric") or "mAP50-95"
         metrics = _floats(run.get("metrics"))
-        champion = plain(self.store.set_champion_manually(
-            dataset, run_id, metric, metrics.get(metric), metrics, model_key, actor=user))
+        champion = self.store.set_champion_manually(
+            dataset, run_id, metric, metrics.get(metric), metrics, model_key, actor=user)
         was = previous.get("run_id") if previous else None
         self._notify(EventType.MANUAL_PROMOTE, dataset, run_id,
                      f"{user} made {run_id} the champion of {dataset} by hand (was {was or 'none'}).",
@@ -506,7 +490,7 @@ class Stack:
         from yoloops_core.store import StoreError
 
         try:
-            champion = plain(self.store.rollback_champion(dataset, actor=user))
+            champion = self.store.rollback_champion(dataset, actor=user)
         except StoreError as exc:
             raise CliError(str(exc)) from exc
         restored = champion.get("run_id")
@@ -537,22 +521,10 @@ class Stack:
     def budget(self) -> dict[str, Any]:
         from yoloops_core.budget import budget_summary
 
-        return plain(budget_summary(self.settings(), self.store).model_dump(mode="json"))
+        return budget_summary(self.settings(), self.store).model_dump(mode="json")
 
 
 # ---------------------------------------------------------------- adapters to others' APIs
-
-def _as_dict(obj: Any) -> Any:
-    if obj is None or isinstance(obj, dict):
-        return obj
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    if hasattr(obj, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(obj)
-    return dict(obj)
-
 
 def _floats(metrics: Any) -> dict[str, float]:
     out = {}
@@ -572,7 +544,3 @@ def _exists(s3: Any, bucket: str, key: str) -> bool:
         return True
     except ClientError:
         return False
-
-
-def _make_store(store_cls: Any, table: str, dynamodb: Any) -> Any:
-    return store_cls(table, dynamodb)

@@ -59,8 +59,13 @@ def local_parameters(hyperparameters: dict[str, str] | None = None, log_level: s
 
 
 def start_local_stack(workdir: Path, port: int = 0, epochs: int | None = None,
-                      hyperparameters: dict[str, str] | None = None, log_level: str = "INFO") -> Any:
-    """Start the local stack with the process training backend (what `local up` and the demo run)."""
+                      hyperparameters: dict[str, str] | None = None, log_level: str = "INFO",
+                      checkpoint_sync_s: float = 1.0) -> Any:
+    """Start the local stack with the process training backend (what `local up` and the demo run).
+
+    checkpoint_sync_s: how often checkpoints go to S3 while a job trains (what lets an interrupted job
+    resume); they are always synced when the job ends.
+    """
     from yoloops.local import LocalStack, ProcessTrainingBackend
     from yoloops.local.deploy import load_template
 
@@ -73,7 +78,7 @@ def start_local_stack(workdir: Path, port: int = 0, epochs: int | None = None,
     if hp and "DefaultHyperparameters" not in declared:
         console.print("[yellow]warning:[/] template.yaml has no DefaultHyperparameters parameter: runs train with "
                       "the template's defaults (slow on a CPU)")
-    stack = LocalStack(workdir=workdir, port=port, training=ProcessTrainingBackend(workdir / "training"),
+    stack = LocalStack(workdir=workdir, port=port, training=ProcessTrainingBackend(workdir / "training", checkpoint_sync_s=checkpoint_sync_s),
                        parameters=params)
     stack.start()
     return stack

@@ -22,7 +22,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
-    settings = DemoSettings(workdir=workdir, epochs=3, n_train=32, n_val=8, second_n_train=32, imgsz=64,
+    settings = DemoSettings(workdir=workdir, epochs=2, n_train=16, n_val=8, second_n_train=24, imgsz=64,
                             run_timeout=300)
     local = start_local_stack(workdir, hyperparameters=settings.training_hyperparameters(), log_level="WARNING")
     try:
