@@ -473,11 +473,14 @@ def local_up(
     epochs: int | None = typer.Option(None, "--epochs", help="Default training epochs of runs (default 8)."),
 ) -> None:
     """Start the local stack (moto server, template deployed, local training) until Ctrl-C."""
-    from yoloops.demo import DemoSettings, start_local_stack
+    from yoloops.demo import DemoSettings, MissingTemplateParameter, start_local_stack
 
     # Runs train on this machine's CPU: the demo's tiny hyperparameters are the stack's defaults.
     hp = DemoSettings(**({"epochs": epochs} if epochs else {})).training_hyperparameters()
-    stack = start_local_stack(workdir, port=port, hyperparameters=hp)
+    try:
+        stack = start_local_stack(workdir, port=port, hyperparameters=hp)
+    except MissingTemplateParameter as exc:
+        raise CliError(str(exc)) from exc
     try:
         outputs = stack.outputs
         out.print(f"[bold green]local stack up[/] in {workdir}/")
@@ -531,13 +534,17 @@ def local_interrupt(
 def demo_cmd(
     workdir: Annotated[Path, typer.Option("--dir", help="Working directory (wiped first).")] = DEMO_DIR,
     keep_up: bool = typer.Option(False, "--keep-up", help="Leave the stack running for exploration."),
-    epochs: int = typer.Option(8, "--epochs", min=1),
-    imgsz: int = typer.Option(64, "--imgsz", min=32),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs (default: the demo recipe's)."),
+    imgsz: int | None = typer.Option(None, "--imgsz", min=32, help="Image size (default: the demo recipe's)."),
 ) -> None:
     """The whole pipeline on this machine: local stack, dataset push, training, promotion, Slack."""
-    from yoloops.demo import DemoSettings, run_demo
+    from yoloops.demo import DemoSettings, MissingTemplateParameter, run_demo
 
-    ok = run_demo(DemoSettings(workdir=workdir, keep_up=keep_up, epochs=epochs, imgsz=imgsz))
+    try:
+        overrides = {k: v for k, v in (("epochs", epochs), ("imgsz", imgsz)) if v is not None}
+        ok = run_demo(DemoSettings(workdir=workdir, keep_up=keep_up, **overrides))
+    except MissingTemplateParameter as exc:
+        raise CliError(str(exc)) from exc
     if not ok:
         raise typer.Exit(1)
 

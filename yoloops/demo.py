@@ -21,23 +21,25 @@ from typing import Any
 from rich.console import Console
 from rich.panel import Panel
 
+from yoloops import synth
+
 console = Console(highlight=False, soft_wrap=True)
 
-# Tiny but learnable on the CPU: YOLO11n from its YAML (no download), 64 px shapes, no mosaic/warmup so
-# a few hundred optimizer steps separate the three classes (mAP > 0).
-DEMO_HYPERPARAMETERS = {"model": "yolo11n.yaml", "batch": "4", "warmup_epochs": "0", "mosaic": "0",
-                        "workers": "0", "patience": "100"}
+# The measured CPU recipe for the synthetic shapes (yoloops.synth): yoloops-tiny.yaml (shipped next to
+# train.py), 64 px, SGD, no warm-up or mosaic. Half the data makes a weaker first version, so the second
+# push shows a better model promoted.
+DEMO_HYPERPARAMETERS = dict(synth.DEMO_HYPERPARAMETERS)
 
 
 @dataclass
 class DemoSettings:
     workdir: Path = Path(".local/demo")
     keep_up: bool = False
-    epochs: int = 8
-    imgsz: int = 64
-    n_train: int = 96
-    n_val: int = 16
-    second_n_train: int = 144  # the second version: more data -> usually a better model
+    epochs: int = int(DEMO_HYPERPARAMETERS["epochs"])
+    imgsz: int = synth.DEMO_DATASET["imgsz"]
+    n_train: int = synth.DEMO_DATASET["n_train"] // 2
+    n_val: int = synth.DEMO_DATASET["n_val"]
+    second_n_train: int = synth.DEMO_DATASET["n_train"]  # the second version: twice the data, a better model
     seed: int = 0
     port: int = 0
     run_timeout: float = 900
@@ -47,6 +49,10 @@ class DemoSettings:
         hp = {**DEMO_HYPERPARAMETERS, "epochs": str(self.epochs), "imgsz": str(self.imgsz)}
         hp.update(self.hyperparameters)
         return hp
+
+
+class MissingTemplateParameter(RuntimeError):
+    """The template lacks a parameter the local stack needs."""
 
 
 def local_parameters(hyperparameters: dict[str, str] | None = None, log_level: str = "INFO") -> dict[str, str]:
@@ -76,8 +82,10 @@ def start_local_stack(workdir: Path, port: int = 0, epochs: int | None = None,
     declared = set(load_template(Path(__file__).resolve().parents[1] / "template.yaml").get("Parameters") or {})
     params = {k: v for k, v in local_parameters(hp, log_level).items() if k in declared}
     if hp and "DefaultHyperparameters" not in declared:
-        console.print("[yellow]warning:[/] template.yaml has no DefaultHyperparameters parameter: runs train with "
-                      "the template's defaults (slow on a CPU)")
+        raise MissingTemplateParameter(
+            "template.yaml has no DefaultHyperparameters parameter, so the CPU-sized hyperparameters "
+            f"{json.dumps(hp, sort_keys=True)} cannot reach the training jobs (they would train with the "
+            "GPU defaults for hours)")
     stack = LocalStack(workdir=workdir, port=port, training=ProcessTrainingBackend(workdir / "training", checkpoint_sync_s=checkpoint_sync_s),
                        parameters=params)
     stack.start()

@@ -21,8 +21,9 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    """The demo with tiny settings, on a stack the tests then query (the demo itself leaves it up)."""
     workdir = tmp_path_factory.mktemp("demo")
-    settings = DemoSettings(workdir=workdir, epochs=2, n_train=16, n_val=8, second_n_train=24, imgsz=64,
+    settings = DemoSettings(workdir=workdir, epochs=3, n_train=64, n_val=16, second_n_train=64,
                             run_timeout=300)
     local = start_local_stack(workdir, hyperparameters=settings.training_hyperparameters(), log_level="WARNING")
     try:
