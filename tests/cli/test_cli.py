@@ -272,3 +272,22 @@ def test_budget_counts_spend_and_in_flight_worst_case(stack):
     assert data["remaining_usd"] == pytest.approx(44.75)
     text = stack.cli("budget")
     assert text.exit_code == 0 and "$44.75" in text.stdout
+
+
+def test_runs_watch_refreshes_until_ctrl_c(stack, monkeypatch):
+    import yoloops.cli as cli_mod
+
+    stack.add_run("ds-a-v1", "a", RunStatus.STARTED)
+    sleeps = []
+
+    def fake_sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 1:  # between the two refreshes the run finishes
+            stack.store.update_run("ds-a-v1", status=RunStatus.PROMOTED)
+            return
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_mod.time, "sleep", fake_sleep)
+    result = stack.cli("runs", "--watch", "--interval", "0.5")
+    assert result.exit_code == 0, result.output
+    assert sleeps == [0.5, 0.5] and "PROMOTED" in result.stdout

@@ -98,3 +98,17 @@ def test_local_interrupt_of_an_unknown_job_is_refused(demo):
     _settings, local, _ok = demo
     result = cli(local, "local", "interrupt", "ds-nope-a1")
     assert result.exit_code == 1 and "cannot interrupt ds-nope-a1" in result.stderr
+
+
+def test_dataset_push_wait_reports_the_outcome(demo, tmp_path):
+    from yoloops.synth import generate_dataset
+
+    _settings, local, _ok = demo
+    data = tmp_path / "shapes-v3"
+    generate_dataset(data, n_train=16, n_val=8, imgsz=64, seed=7)
+    result = cli(local, "dataset", "push", str(data), "--name", "shapes", "--version", "v3", "--wait",
+                 "--timeout", "240", "--json")
+    out = json.loads(result.stdout)
+    assert out["run_id"] == "ds-shapes-v3" and out["execution_status"] == "SUCCEEDED"
+    assert out["run"]["status"] in ("PROMOTED", "KEPT")
+    assert result.exit_code == 0, result.output
