@@ -13,6 +13,7 @@ bookkeeping, the DescribeTrainingJob JSON and the SageMaker state-change events.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
@@ -261,6 +262,22 @@ class TrainingBackend:
         self._transition(job, status, secondary, reason)
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """preexec_fn for the container process: SIGKILL it when the stack's process dies (Linux).
+
+    libc is loaded here, in the parent: between fork and exec the child must not import or take locks.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def model_archive(files: dict[str, bytes]) -> bytes:
     """A model.tar.gz like SageMaker makes from /opt/ml/model."""
     buf = io.BytesIO()
@@ -401,6 +418,7 @@ class ProcessTrainingBackend(TrainingBackend):
         self.stop_grace_s = 30.0
         self._threads: list[threading.Thread] = []
         self.logs_client: Any = None  # CloudWatch Logs client (optional, set by the stack)
+        atexit.register(self.close)  # no training process outlives the stack
 
     def job_dir(self, name: str) -> Path:
         return self.workdir / "jobs" / name
@@ -531,7 +549,7 @@ class ProcessTrainingBackend(TrainingBackend):
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as out:
             proc = subprocess.Popen([self.python, str(self.script)], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=str(base), start_new_session=True)
+                                    cwd=str(base), start_new_session=True, preexec_fn=_die_with_parent())
             self._procs[job.name] = proc
             known: dict[str, float] = {}
             max_runtime = float((job.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or 0)
