@@ -148,13 +148,14 @@ def test_template_resources_env_substitutions_and_catch(project):
         assert keys == ["a/manifest.json"]
 
 
-def test_parameters_switch_conditions(project):
+def test_parameters_switch_conditions_and_local_env_overrides(project):
     with LocalStack(workdir=project / ".local", template=project / "template.yaml",
-                    parameters={"Flag": "true", "Greeting": "hi"}) as stack:
+                    parameters={"Flag": "true", "Greeting": "hi"}, function_env={"TABLE": "override"}) as stack:
         assert stack.outputs["TopicArn"].startswith("arn:aws:sns:us-east-1:123456789012:")
         status, out = _run(stack, {})
         assert status == "SUCCEEDED"
         assert (out["greeting"], out["topic"]) == ("hi, us-east-1", stack.outputs["TopicArn"])
+        assert out["table"] == "override"
 
 
 def test_deploy_errors_name_the_problem(project):

@@ -57,7 +57,8 @@ class LocalStack:
     def __init__(self, workdir: Path | str = Path(".local"), port: int = 0,
                  training: TrainingBackend | None = None, parameters: dict[str, Any] | None = None,
                  template: Path | str = TEMPLATE, region: str = REGION,
-                 github_webhook_secret: str = "local-github-webhook-secret"):
+                 github_webhook_secret: str = "local-github-webhook-secret",
+                 function_env: dict[str, str] | None = None):
         self.workdir = Path(workdir)
         self.port = port
         self.training = training if training is not None else ScriptedTrainingBackend()
@@ -65,6 +66,8 @@ class LocalStack:
         self.template = Path(template)
         self.region = region
         self.github_webhook_secret = github_webhook_secret
+        # Extra variables for every function, like `sam local invoke --env-vars` (local settings only).
+        self.function_env = dict(function_env or {})
         self.lambdas = LambdaRuntime()
         self.slack_messages: list[dict[str, Any]] = []
         self.slack_reply_status = 200  # tests: make the Slack receiver fail (e.g. 400, 500)
@@ -138,6 +141,8 @@ class LocalStack:
                             function_url_base=lambda fn: f"{self.control_url}/lambda-url/{fn}/")
         deployer.clients = self._deploy_clients  # botocore model loading dominates a redeploy otherwise
         self.deployment = deployer.deploy(self.template, params)
+        for spec in self.deployment.functions.values():
+            spec.environment.update(self.function_env)
         self._fill_secrets()
         return self.deployment
 
