@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,7 +77,7 @@ class State:
 
 
 def _state(ctx: typer.Context) -> State:
-    return ctx.ensure_object(State) if ctx.obj is None else ctx.obj
+    return ctx.find_object(State) or State(None, None, None)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -513,7 +514,7 @@ def local_interrupt(
     import urllib.request
 
     st = _state(ctx)
-    st.local = st.local or DEFAULT_LOCAL_DIR
+    st.local = st.local or os.environ.get("YOLOOPS_LOCAL") or DEFAULT_LOCAL_DIR
     info = st.stack.info
     if not info.local or not info.control_url:
         raise CliError("`local interrupt` needs the local stack (`yoloops local up`)")

@@ -291,3 +291,10 @@ def test_runs_watch_refreshes_until_ctrl_c(stack, monkeypatch):
     result = stack.cli("runs", "--watch", "--interval", "0.5")
     assert result.exit_code == 0, result.output
     assert sleeps == [0.5, 0.5] and "PROMOTED" in result.stdout
+
+
+def test_local_interrupt_needs_the_local_stack_control_endpoint(stack, tmp_path):
+    result = stack.cli("local", "interrupt", "ds-a-v1-a1")  # this stack.json has no control_url
+    assert result.exit_code == 1 and "needs the local stack" in result.stderr
+    missing = runner.invoke(app, ["--local", str(tmp_path / "none"), "local", "interrupt", "ds-a-v1-a1"])
+    assert missing.exit_code == 1 and "yoloops local up" in missing.stderr
