@@ -100,3 +100,10 @@ def test_plan_on_demand_has_no_max_wait_and_zip_channel(event, settings_factory)
     # A max wait not above the runtime is raised so SageMaker accepts the spot job.
     spot = build_plan(run, "img", settings_factory(max_wait_seconds=600, max_runtime_seconds=3600))
     assert spot["stopping_condition"]["MaxWaitTimeInSeconds"] > 3600
+
+
+def test_stack_default_hyperparameters_sit_between_built_ins_and_run_overrides(event, settings_factory):
+    run = RunContext.model_validate(event("stepfn_check_budget_ok.json")["run"])  # overrides epochs, imgsz
+    s = settings_factory(default_hyperparameters='{"epochs": 8, "imgsz": 64, "optimizer": "SGD"}')
+    assert build_plan(run, "img", s)["hyperparameters"] == {
+        "model": "yolo11n.yaml", "epochs": "30", "imgsz": "640", "optimizer": "SGD"}

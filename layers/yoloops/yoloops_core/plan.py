@@ -12,8 +12,12 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 
 
 def hyperparameters(run: RunContext, settings: Settings) -> dict[str, str]:
-    """Defaults from the settings, overridden by the run's own; SageMaker wants every value a string."""
-    merged = {"model": settings.default_model, "epochs": str(settings.default_epochs)}
+    """Stack defaults (model, epochs, then DEFAULT_HYPERPARAMETERS), overridden by the run's own.
+
+    SageMaker wants every value a string.
+    """
+    merged = {"model": settings.default_model, "epochs": str(settings.default_epochs),
+              **settings.default_hyperparameters}
     merged.update({k: str(v) for k, v in run.hyperparameters.items()})
     return merged
 
