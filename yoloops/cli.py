@@ -474,14 +474,11 @@ def local_up(
     epochs: int | None = typer.Option(None, "--epochs", help="Default training epochs of runs (default 8)."),
 ) -> None:
     """Start the local stack (moto server, template deployed, local training) until Ctrl-C."""
-    from yoloops.demo import CpuDefaultsUnsupported, DemoSettings, start_local_stack
+    from yoloops.demo import DemoSettings, start_local_stack
 
     # Runs train on this machine's CPU: the demo's tiny hyperparameters are the stack's defaults.
     hp = DemoSettings(**({"epochs": epochs} if epochs else {})).training_hyperparameters()
-    try:
-        stack = start_local_stack(workdir, port=port, hyperparameters=hp)
-    except CpuDefaultsUnsupported as exc:
-        raise CliError(str(exc)) from exc
+    stack = start_local_stack(workdir, port=port, hyperparameters=hp)
     try:
         outputs = stack.outputs
         out.print(f"[bold green]local stack up[/] in {workdir}/")
@@ -539,13 +536,10 @@ def demo_cmd(
     imgsz: int | None = typer.Option(None, "--imgsz", min=32, help="Image size (default: the demo recipe's)."),
 ) -> None:
     """The whole pipeline on this machine: local stack, dataset push, training, promotion, Slack."""
-    from yoloops.demo import CpuDefaultsUnsupported, DemoSettings, run_demo
+    from yoloops.demo import DemoSettings, run_demo
 
-    try:
-        overrides = {k: v for k, v in (("epochs", epochs), ("imgsz", imgsz)) if v is not None}
-        ok = run_demo(DemoSettings(workdir=workdir, keep_up=keep_up, **overrides))
-    except CpuDefaultsUnsupported as exc:
-        raise CliError(str(exc)) from exc
+    overrides = {k: v for k, v in (("epochs", epochs), ("imgsz", imgsz)) if v is not None}
+    ok = run_demo(DemoSettings(workdir=workdir, keep_up=keep_up, **overrides))
     if not ok:
         raise typer.Exit(1)
 

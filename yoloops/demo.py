@@ -51,24 +51,6 @@ class DemoSettings:
         return hp
 
 
-class CpuDefaultsUnsupported(RuntimeError):
-    """The stack cannot give its training jobs CPU-sized hyperparameters (they would run for hours)."""
-
-
-def _plan_applies_defaults(hp: dict[str, str]) -> bool:
-    """Does the training plan builder put Settings.default_hyperparameters into CreateTrainingJob?"""
-    from yoloops_core.config import Settings
-    from yoloops_core.models import DatasetRef, RunContext, Trigger
-    from yoloops_core.plan import hyperparameters
-
-    settings = Settings(artifacts_bucket="b", runs_table="t", notifications_topic_arn="arn:t",
-                        default_hyperparameters=hp)
-    run = RunContext(run_id="ds-probe-v1", dataset=DatasetRef(name="probe", version="v1"),
-                     trigger=Trigger(source="cli", ref="demo"), image_uri="local", started_at="2026-01-01T00:00:00Z")
-    planned = hyperparameters(run, settings)
-    return all(planned.get(k) == v for k, v in hp.items())
-
-
 def local_parameters(hyperparameters: dict[str, str] | None = None, log_level: str = "INFO") -> dict[str, str]:
     """Template parameters for a laptop: a CPU instance type (its price feeds the budget gate), a short
     runtime cap, and the hyperparameter defaults that make training fit a CPU."""
@@ -87,26 +69,14 @@ def start_local_stack(workdir: Path, port: int = 0, epochs: int | None = None,
     resume); they are always synced when the job ends.
     """
     from yoloops.local import LocalStack, ProcessTrainingBackend
-    from yoloops.local.deploy import load_template
 
     hp = dict(hyperparameters or {})
     if epochs is not None:
         hp.setdefault("epochs", str(epochs))
     workdir = Path(workdir)
-    declared = set(load_template(Path(__file__).resolve().parents[1] / "template.yaml").get("Parameters") or {})
-    params = {k: v for k, v in local_parameters(hp, log_level).items() if k in declared}
-    function_env: dict[str, str] = {}
-    if hp:
-        if not _plan_applies_defaults(hp):
-            raise CpuDefaultsUnsupported(
-                "yoloops_core.plan does not apply Settings.default_hyperparameters, so the CPU-sized "
-                f"hyperparameters {json.dumps(hp, sort_keys=True)} cannot reach the training jobs (they would "
-                "train with the GPU defaults for hours)")
-        if "DefaultHyperparameters" not in declared:
-            # The Settings field the template parameter would set, given like `sam local --env-vars`.
-            function_env["DEFAULT_HYPERPARAMETERS"] = json.dumps(hp, sort_keys=True)
-    stack = LocalStack(workdir=workdir, port=port, training=ProcessTrainingBackend(workdir / "training", checkpoint_sync_s=checkpoint_sync_s),
-                       parameters=params, function_env=function_env)
+    stack = LocalStack(workdir=workdir, port=port,
+                       training=ProcessTrainingBackend(workdir / "training", checkpoint_sync_s=checkpoint_sync_s),
+                       parameters=local_parameters(hp, log_level))
     stack.start()
     return stack
 

@@ -407,7 +407,7 @@ class ProcessTrainingBackend(TrainingBackend):
     def __init__(self, workdir: Path | str, script: Path | str = TRAIN_SCRIPT, python: str = sys.executable,
                  extra_env: dict[str, str] | None = None, checkpoint_sync_s: float = 1.0):
         super().__init__()
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()  # the job process runs in its own cwd
         self.script = Path(script)
         self.python = python
         self.extra_env = dict(extra_env or {})
