@@ -14,7 +14,7 @@ from yoloops_core.store import RunStore
 logger = Logger()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
     return notify(event, settings=settings, store=RunStore(settings.runs_table), sns=client("sns"))

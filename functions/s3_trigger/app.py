@@ -8,7 +8,7 @@ from yoloops_core.s3_trigger import DynamoVersionStore, handle_s3_event
 logger = Logger()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event, context):
     settings = get_settings()
     if not settings.state_machine_arn:

@@ -12,7 +12,7 @@ from yoloops_core.slack import deliver, get_webhook_url
 logger = Logger()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=SNSEvent)
 def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict:
     settings = get_settings()

@@ -11,7 +11,7 @@ from yoloops_core.store import RunStore
 logger = Logger()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
     step = parse_model(ValidateDatasetEvent, event, "ValidateDataset input")

@@ -49,7 +49,7 @@ def test_local_job_trains_is_interrupted_resumes_and_is_promoted(stack, tmp_path
     deadline = time.monotonic() + 240
     while True:
         assert time.monotonic() < deadline, "no checkpoint reached S3"
-        listed = s3.list_objects_v2(Bucket=bucket, Prefix="runs/ds-proc-v1/checkpoints/").get("Contents", [])
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix="checkpoints/ds-proc-v1/").get("Contents", [])
         if any(o["Key"].endswith("/last.pt") for o in listed):
             break
         assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"

@@ -181,7 +181,7 @@ def training_event(job: str, status: str, secondary: str, transitions: list[str]
         "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200},
         "EnableManagedSpotTraining": True,
-        "CheckpointConfig": {"S3Uri": f"s3://yoloops-artifacts/runs/{job.rsplit('-a', 1)[0]}/checkpoints/",
+        "CheckpointConfig": {"S3Uri": f"s3://yoloops-artifacts/checkpoints/{job.rsplit('-a', 1)[0]}/",
                              "LocalPath": "/opt/ml/checkpoints"},
         "CreationTime": _ms(0),
         "TrainingStartTime": _ms(60),

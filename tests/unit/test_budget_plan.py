@@ -82,7 +82,7 @@ def test_plan_holds_create_training_job_fields(event, settings_factory):
     assert plan["output_data_config"] == {"S3OutputPath": f"s3://yoloops-artifacts-test/runs/{run.run_id}/output/"}
     assert plan["stopping_condition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert plan["use_spot"] is True
-    assert plan["checkpoint_config"] == {"S3Uri": f"s3://yoloops-artifacts-test/runs/{run.run_id}/checkpoints/",
+    assert plan["checkpoint_config"] == {"S3Uri": f"s3://yoloops-artifacts-test/checkpoints/{run.run_id}/",
                                          "LocalPath": "/opt/ml/checkpoints"}
     assert plan["environment"] == {"WANDB_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:wandb"}
     assert {"Key": "yoloops:run-id", "Value": run.run_id} in plan["tags"]

@@ -35,7 +35,7 @@ def test_first_model_is_promoted_to_champion(wf):
                                       "Evaluate", "IsBetter", "Promote", "Notify", "Done"]
     [request] = wf.training.requests
     assert request["TrainingJobName"] == f"{run_id}-a1"
-    assert request["CheckpointConfig"]["S3Uri"] == f"s3://{wf.bucket}/runs/{run_id}/checkpoints/"
+    assert request["CheckpointConfig"]["S3Uri"] == f"s3://{wf.bucket}/checkpoints/{run_id}/"
     assert all(isinstance(v, str) for v in request["HyperParameters"].values())
 
     champion = wf.champion("shapes")
@@ -100,7 +100,7 @@ def test_capacity_and_spot_failures_retry_with_new_jobs_on_one_checkpoint_prefix
     names = [r["TrainingJobName"] for r in wf.training.requests]
     assert names == ["ds-shapes-v1-a1", "ds-shapes-v1-a2", "ds-shapes-v1-a3"]
     prefixes = {r["CheckpointConfig"]["S3Uri"] for r in wf.training.requests}
-    assert prefixes == {f"s3://{wf.bucket}/runs/ds-shapes-v1/checkpoints/"}
+    assert prefixes == {f"s3://{wf.bucket}/checkpoints/ds-shapes-v1/"}
     record = wf.run_record("ds-shapes-v1")
     assert int(record["attempts"]) == 3
     assert record["job_names"] == names

@@ -57,7 +57,7 @@ def build_plan(run: RunContext, image_uri: str, settings: Settings) -> dict[str,
         "stopping_condition": stopping,
         "use_spot": settings.use_spot,
         # One prefix for every attempt of the run: a retry resumes from the last checkpoint.
-        "checkpoint_config": {"S3Uri": f"s3://{bucket}/runs/{run.run_id}/checkpoints/",
+        "checkpoint_config": {"S3Uri": f"s3://{bucket}/checkpoints/{run.run_id}/",
                               "LocalPath": CHECKPOINT_LOCAL_PATH},
         "environment": environment,
         "tags": [{"Key": "yoloops:run-id", "Value": run.run_id},
