@@ -168,3 +168,13 @@ def test_deploy_errors_name_the_problem(project):
     assert not (project / ".local" / "stack.json").exists()
     (project / "machine.asl.json").write_text(json.dumps(MACHINE))
     LocalStack(workdir=project / ".local", template=project / "template.yaml").start().stop()
+
+
+@pytest.mark.parametrize("override, problem", [
+    ({"InstanceType": "ml.z9.huge"}, "AllowedValues"),
+    ({"MaxAttempts": "0"}, "MinValue"),
+    ({"AlertEmail": "not-an-email"}, "AllowedPattern"),
+])
+def test_the_real_template_refuses_parameters_cloudformation_would(tmp_path, override, problem):
+    with pytest.raises(DeployError, match=problem), LocalStack(workdir=tmp_path, parameters=override):
+        pass

@@ -52,8 +52,11 @@ def _wait_execution(stack, arn_prefix: str, name: str, timeout: float = 30.0) ->
 def test_stack_is_up_with_the_contract_outputs_and_stack_json(stack):
     assert set(stack.outputs) >= CONTRACT_OUTPUTS
     info = json.loads((stack.workdir / "stack.json").read_text())
+    parameters = info.pop("parameters")
     assert info == {"endpoint_url": stack.endpoint_url, "region": "us-east-1", "outputs": stack.outputs,
                     "control_url": stack.control_url}
+    # The deployed parameters (defaults included) let the CLI compute figures as the functions do.
+    assert parameters["MonthlyBudgetUsd"] == "100" and parameters["PromotionMetric"] == "mAP50-95"
     # boto3 works against it like against AWS.
     s3 = stack.client("s3")
     assert stack.outputs["ArtifactsBucketName"] in [b["Name"] for b in s3.list_buckets()["Buckets"]]

@@ -260,6 +260,27 @@ class Deployment:
     parameters: dict[str, Any]
 
 
+def _check_parameter(name: str, spec: dict[str, Any], value: Any) -> None:
+    """Refuse what CloudFormation would refuse, so a local deploy never accepts a bad parameter."""
+    if isinstance(value, list):
+        return
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in [str(a) for a in allowed]:
+        raise DeployError(f"parameter {name}={value!r} is not one of its AllowedValues {allowed}")
+    pattern = spec.get("AllowedPattern")
+    if pattern and spec.get("Type", "String") == "String" and not re.fullmatch(pattern, value):
+        raise DeployError(f"parameter {name}={value!r} does not match its AllowedPattern {pattern}")
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise DeployError(f"parameter {name}={value!r} is not a number") from None
+        if "MinValue" in spec and number < float(spec["MinValue"]):
+            raise DeployError(f"parameter {name}={value} is below its MinValue {spec['MinValue']}")
+        if "MaxValue" in spec and number > float(spec["MaxValue"]):
+            raise DeployError(f"parameter {name}={value} is above its MaxValue {spec['MaxValue']}")
+
+
 def _tiny_zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -307,6 +328,8 @@ class Deployer:
         unknown = set(overrides) - set(sam.get("Parameters") or {})
         if unknown:
             raise DeployError(f"unknown template parameters: {sorted(unknown)}")
+        for name, spec in (sam.get("Parameters") or {}).items():
+            _check_parameter(name, spec, params[name])
         cfn = sam_translate(sam, {k: v for k, v in params.items()}, self.root, self.region)
         pseudo = {"AWS::Region": self.region, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
                   "AWS::StackName": self.stack_name, "AWS::URLSuffix": "amazonaws.com",

@@ -194,8 +194,10 @@ class LocalStack:
         return dict(self.deployment.outputs) if self.deployment else {}
 
     def describe(self) -> dict[str, Any]:
+        # parameters: what the CLI needs to show figures (budget, metric) as the functions compute them.
+        parameters = {k: str(v) for k, v in (self.deployment.parameters if self.deployment else {}).items()}
         return {"endpoint_url": self.endpoint_url, "region": self.region, "outputs": self.outputs,
-                "control_url": self.control_url}
+                "control_url": self.control_url, "parameters": parameters}
 
     def client(self, service: str) -> Any:
         """A boto3 client on the local endpoint (cached: clients are thread-safe, sessions are not)."""

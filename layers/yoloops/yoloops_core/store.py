@@ -302,7 +302,9 @@ class RunStore:
     def add_champion_history(self, dataset: str, action: str, run_id: str, at: str | None = None,
                              **fields: Any) -> None:
         at = at or iso(utcnow())
-        item = {"pk": dataset_pk(dataset), "sk": f"{HISTORY_PREFIX}{at}#{run_id}", "action": action,
+        # Sort key at microsecond resolution: a promote and a rollback in the same second keep their order.
+        written = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        item = {"pk": dataset_pk(dataset), "sk": f"{HISTORY_PREFIX}{written}#{run_id}", "action": action,
                 "run_id": run_id, "at": at, **fields}
         self.ddb.put_item(TableName=self.table, Item=_ser(item))
 
