@@ -120,7 +120,7 @@ def test_quota_error_at_create_is_a_sagemaker_error_and_fails_the_run(wf):
 
 
 def test_budget_blocked_run_creates_no_training_job(wf):
-    wf.stack.reset(parameters={"MonthlyBudgetUsd": "0.5"})
+    wf.stack.reset(parameters={"MonthlyBudgetUsd": "1"})
     wf.bucket = wf.stack.outputs["ArtifactsBucketName"]
     arn, result = _run(wf, "shapes", "v1", complete(GOOD))
 
