@@ -39,3 +39,4 @@ def load_event(name: str) -> dict:
 @pytest.fixture
 def event():
     return load_event
+

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 
 import pytest
+import support
 from moto import mock_aws
 
 BUCKET = "yoloops-artifacts-test"
@@ -21,17 +22,7 @@ class LambdaContext:
 
 
 def create_runs_table(ddb, name: str = TABLE) -> None:
-    ddb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "month", "started_at")],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[{
-            "IndexName": "by_month",
-            "KeySchema": [{"AttributeName": "month", "KeyType": "HASH"},
-                          {"AttributeName": "started_at", "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "ALL"},
-        }],
-    )
+    support.create_runs_table(ddb, name)
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from yoloops_core.models import InvalidInput, RunContext
-from yoloops_core.promote import tar_gz
 from yoloops_core.store import RunStore
+
+from yoloops.local.training import model_archive as tar_gz
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+import support
 from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 from yoloops_core.models import RunStatus
@@ -91,15 +92,7 @@ def stack(moto_endpoint, tmp_path) -> FakeStack:
     bucket = f"artifacts-{suffix}"
     s3.create_bucket(Bucket=bucket)
     table = f"runs-{suffix}"
-    ddb.create_table(
-        TableName=table, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "month", "started_at")],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[{
-            "IndexName": "by_month", "Projection": {"ProjectionType": "ALL"},
-            "KeySchema": [{"AttributeName": "month", "KeyType": "HASH"},
-                          {"AttributeName": "started_at", "KeyType": "RANGE"}]}],
-    )
+    support.create_runs_table(ddb, table)
     topic = sns.create_topic(Name=f"notifications-{suffix}")["TopicArn"]
     queue_url = sqs.create_queue(QueueName=f"inbox-{suffix}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import support
+
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 BUCKET = "yoloops-artifacts-123456789012"  # the bucket named in events/s3_*.json
@@ -48,14 +50,7 @@ def create_state_machine(sfn: Any) -> str:
 
 
 def create_runs_table(ddb: Any, name: str = TABLE) -> str:
-    ddb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
+    return support.create_runs_table(ddb, name)
 
 
 def record_event(key: str, *, event_name: str = "ObjectCreated:Put", bucket: str = BUCKET, size: int = 1,

@@ -17,6 +17,7 @@ from gh_helpers import (
     release_payload,
 )
 from moto import mock_aws
+from support import create_runs_table
 
 CONTEXT = SimpleNamespace(function_name="GithubWebhookFunction", memory_limit_in_mb=256,
                           invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:gh",
@@ -33,11 +34,7 @@ def add_dataset(ddb, completed: str, name: str, version: str, fmt: str = "dir"):
 def stack(monkeypatch):
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(TableName="runs", BillingMode="PAY_PER_REQUEST",
-                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                    {"AttributeName": "sk", "KeyType": "RANGE"}],
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                               {"AttributeName": "sk", "AttributeType": "S"}])
+        create_runs_table(ddb, "runs")
         ddb.create_table(TableName="idempotency", BillingMode="PAY_PER_REQUEST",
                          KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
                          AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])

@@ -17,6 +17,7 @@ from gh_helpers import (
     with_new_event_id,
 )
 from moto import mock_aws
+from support import create_runs_table
 from yoloops_core.models import EventType
 from yoloops_core.training_events import (
     DynamoTrainingEventStore,
@@ -145,11 +146,7 @@ CONTEXT = SimpleNamespace(function_name="TrainingEventsFunction", memory_limit_i
 def moto_stack(monkeypatch):
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(TableName="runs", BillingMode="PAY_PER_REQUEST",
-                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                    {"AttributeName": "sk", "KeyType": "RANGE"}],
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                               {"AttributeName": "sk", "AttributeType": "S"}])
+        create_runs_table(ddb, "runs")
         for run_id in (RELEASE_RUN_ID, DATASET_RUN_ID):
             ddb.put_item(TableName="runs", Item={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "RUN"},
                                                  "run_id": {"S": run_id}, "status": {"S": "TRAINING"},

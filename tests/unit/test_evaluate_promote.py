@@ -6,7 +6,9 @@ import json
 
 import pytest
 from yoloops_core.evaluate import EvaluateEvent, MetricsMissing, evaluate, is_better
-from yoloops_core.promote import PromoteEvent, manual_promote, promote, rollback, tar_gz
+from yoloops_core.promote import PromoteEvent, manual_promote, promote, rollback
+
+from yoloops.local.training import model_archive as tar_gz
 
 BUCKET = "yoloops-artifacts-test"
 

@@ -129,16 +129,6 @@ def promote(event: PromoteEvent, *, bucket: str, store: Any, s3: Any, now: datet
     return result
 
 
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    """A model.tar.gz holding `files` (used by the local stack and tests to fake job outputs)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
 
 # ---------------------------------------------------------------- manual overrides (CLI)
 
