@@ -31,6 +31,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from yoloops_core.pricing import format_usd
 
 from yoloops.client import (
     DEFAULT_LOCAL_DIR,
@@ -255,7 +256,7 @@ def _metric(run: dict[str, Any], name: str = "mAP50-95") -> str:
 
 
 def _money(value: Any) -> str:
-    return f"${value:.2f}" if isinstance(value, int | float) else "-"
+    return format_usd(value) if isinstance(value, int | float) else "-"
 
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:

@@ -114,3 +114,9 @@ def test_cloudwatch_alarm_on_the_topic_is_readable():
                         "NewStateReason": "Threshold Crossed: 1 datapoint [1.0] >= 1.0"})
     text = payload_for(alarm)["text"]
     assert "yoloops-dev-executions-failed" in text and "ALARM" in text and "Threshold Crossed" in text
+
+
+def test_sub_cent_costs_keep_their_digits():
+    from yoloops_core.pricing import format_usd
+
+    assert format_usd(0.0008) == "$0.0008" and format_usd(1.5) == "$1.50" and format_usd(0) == "$0.00"

@@ -54,3 +54,8 @@ def hourly_price(instance_type: str, override_usd: float | None = None) -> float
             f"set HOURLY_PRICE_OVERRIDE_USD (template parameter HourlyPriceOverrideUsd) or use one of: "
             + ", ".join(sorted(HOURLY_PRICE_USD))
         ) from None
+
+
+def format_usd(amount: float) -> str:
+    """Dollars for people: cents, but sub-cent costs (short CPU or local runs) keep their digits."""
+    return f"${amount:.4f}" if 0 < abs(amount) < 0.01 else f"${amount:.2f}"

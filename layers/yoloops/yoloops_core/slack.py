@@ -14,6 +14,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from yoloops_core.pricing import format_usd
+
 logger = Logger(child=True)
 
 MAX_ATTEMPTS = 4
@@ -98,7 +100,7 @@ def render(message: dict[str, Any]) -> dict[str, Any]:
     if isinstance(message.get("duration_s"), (int, float)):
         fields.append(_field("Duration", _fmt_duration(message["duration_s"])))
     if isinstance(message.get("cost_usd"), (int, float)):
-        fields.append(_field("Cost", f"${message['cost_usd']:.2f}"))
+        fields.append(_field("Cost", format_usd(message["cost_usd"])))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
