@@ -97,7 +97,8 @@ def test_check_budget_admits_marks_training_and_publishes_started(event, setting
     out = check_budget(CheckBudgetEvent.model_validate(event("stepfn_check_budget_ok.json")), settings=settings,
                        store=store, sns=sns, now=NOW)
     assert out["admitted"] is True
-    assert out["attempt"] == {"number": 1, "job_name": f"{run.run_id}-a1", "retry": False, "reason": None}
+    assert out["attempt"] == {"number": 1, "job_name": f"{run.run_id}-a1", "retry": False, "reason": None,
+                              "backoff_seconds": 0}
     assert out["budget"]["worst_case_usd"] == pytest.approx(1.408)
     rec = store.get_run(run.run_id)
     assert rec["status"] == "TRAINING" and rec["job_names"] == [f"{run.run_id}-a1"] and rec["attempts"] == 1
@@ -177,6 +178,14 @@ def test_retriable_failure_gets_next_job_name_and_records_attempt(event, setting
     assert rec["job_names"] == [f"{ev.run.run_id}-a1", f"{ev.run.run_id}-a2"]
     assert rec["attempts"] == 2 and rec["billable_seconds"] == 1800
     assert rec["last_secondary_status"] == "MaxWaitTimeExceeded"
+    assert out["backoff_seconds"] == 0  # SageMaker already waited MaxWait for spot capacity
+
+
+def test_capacity_failure_waits_before_the_next_attempt(event, settings_factory, store):
+    ev = _failed(event, "stepfn_training_failed_capacity.json", store)
+    out = training_failed(ev, settings=settings_factory(retry_backoff_seconds=60), store=store, now=NOW)
+    assert out["retry"] is True
+    assert out["backoff_seconds"] == 60 * 2 ** (ev.attempt.number - 1)  # doubles with each failed attempt
 
 
 def test_non_retriable_failure_stops_with_failure_reason(event, settings, store):

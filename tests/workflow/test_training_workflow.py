@@ -101,6 +101,10 @@ def test_capacity_and_spot_failures_retry_with_new_jobs_on_one_checkpoint_prefix
     assert names == ["ds-shapes-v1-a1", "ds-shapes-v1-a2", "ds-shapes-v1-a3"]
     prefixes = {r["CheckpointConfig"]["S3Uri"] for r in wf.training.requests}
     assert prefixes == {f"s3://{wf.bucket}/checkpoints/ds-shapes-v1/"}
+    # Both retries pass the backoff Wait; only the capacity error waits (MaxWait already waited).
+    waits = [e for e in wf.history(arn) if e["type"] == "WaitStateEntered"]
+    assert [json.loads(e["stateEnteredEventDetails"]["input"])["gate"]["attempt"]["backoff_seconds"]
+            for e in waits] == [0, 2]
     record = wf.run_record("ds-shapes-v1")
     assert int(record["attempts"]) == 3
     assert record["job_names"] == names

@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
 REGION = "us-east-1"
 # Template parameters the local stack turns down unless the caller sets them (Wait states really sleep).
-LOCAL_PARAMETER_DEFAULTS = {"ImagePollSeconds": "1", "ImageMaxPolls": "3"}
+LOCAL_PARAMETER_DEFAULTS = {"ImagePollSeconds": "1", "ImageMaxPolls": "3", "RetryBackoffSeconds": "1"}
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 

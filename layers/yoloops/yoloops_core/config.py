@@ -37,6 +37,7 @@ class Settings(BaseModel):
     max_runtime_seconds: int = Field(3600, ge=60)
     max_wait_seconds: int | None = None  # default: 2 x max runtime (must exceed it for spot)
     max_attempts: int = Field(3, ge=1, le=10)
+    retry_backoff_seconds: int = Field(60, ge=0)  # first wait after a capacity/internal error; doubles
     volume_size_gb: int = Field(50, ge=1)
     default_model: str = "yolo11n.yaml"
     default_epochs: int = Field(50, ge=1)

@@ -177,3 +177,4 @@ class AttemptState(BaseModel):
     job_name: str
     retry: bool = False
     reason: str | None = None
+    backoff_seconds: int = Field(0, ge=0)  # the Wait before this attempt's job (capacity comes back later)

@@ -217,6 +217,14 @@ def is_retriable(error: StepError) -> bool:
     return any(m in text for m in RETRIABLE_MARKERS)
 
 
+def retry_backoff(cause: dict[str, Any], failed_attempt: int, settings: Settings) -> int:
+    """Seconds to wait before the next job: none after MaxWaitTimeExceeded (SageMaker already waited
+    for spot capacity), else exponential so a capacity shortage or an AWS-side error can clear."""
+    if cause.get("SecondaryStatus") == "MaxWaitTimeExceeded":
+        return 0
+    return min(settings.retry_backoff_seconds * 2 ** (failed_attempt - 1), 3600)
+
+
 def training_failed(event: TrainingFailedEvent, *, settings: Settings, store: Any,
                     now: datetime | None = None) -> dict[str, Any]:
     """Record the failed attempt; return the next AttemptState (retry) or the final one."""
@@ -231,7 +239,7 @@ def training_failed(event: TrainingFailedEvent, *, settings: Settings, store: An
                      last_secondary_status=cause.get("SecondaryStatus"))
     if retriable and attempt.number < settings.max_attempts:
         nxt = AttemptState(number=attempt.number + 1, job_name=job_name(run.run_id, attempt.number + 1),
-                           retry=True, reason=reason)
+                           retry=True, reason=reason, backoff_seconds=retry_backoff(cause, attempt.number, settings))
         store.record_job(run.run_id, nxt.number, nxt.job_name, now=now,
                          note=f"retrying as {nxt.job_name} (same checkpoints)")
     else:
