@@ -54,8 +54,9 @@ def test_training_failed_handler(aws, event, lambda_context):
     ev = event("stepfn_training_failed_capacity.json")
     _seed(aws, ev["run"])
     out = handler("training_failed")(ev, lambda_context)
+    # Backoff from the stack default RETRY_BACKOFF_SECONDS (60 s) after the first failed attempt.
     assert out == {"number": 2, "job_name": "ds-pallets-2026-11-28-a2", "retry": True,
-                   "reason": out["reason"]} and out["reason"].startswith("CapacityError")
+                   "reason": out["reason"], "backoff_seconds": 60} and out["reason"].startswith("CapacityError")
 
 
 def test_evaluate_reads_metrics_json_from_s3_artifact(aws, event, lambda_context):
