@@ -49,3 +49,42 @@ def roboflow_dataset(root: Path, *, train: int = 3, val: int = 2, label: str = B
     write(root, "README.roboflow.txt", "exported\n")
     return root
 
+
+# ---------------------------------------------------------------- S3 helpers
+
+BUCKET = "yoloops-artifacts-test"
+
+
+class CountingS3:
+    """Wraps a boto3 S3 client and records what the validator asks for."""
+
+    def __init__(self, s3):
+        self._s3 = s3
+        self.meta = s3.meta
+        self.gets: list[tuple[str, str | None]] = []
+        self.paginations = 0
+
+    def get_object(self, **kw):
+        self.gets.append((kw["Key"], kw.get("Range")))
+        return self._s3.get_object(**kw)
+
+    def head_object(self, **kw):
+        return self._s3.head_object(**kw)
+
+    def get_paginator(self, name):
+        self.paginations += 1
+        return self._s3.get_paginator(name)
+
+
+def upload_dir(s3, root: Path, prefix: str) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            s3.put_object(Bucket=BUCKET, Key=prefix + path.relative_to(root).as_posix(), Body=path.read_bytes())
+
+
+def comparable(report) -> dict:
+    """What must agree across sources: everything but where the files are."""
+    data = report.model_dump(exclude={"source"})
+    for kind in ("errors", "warnings"):
+        data[kind] = sorted((p["code"], p["message"]) for p in data[kind])
+    return data

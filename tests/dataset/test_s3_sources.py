@@ -9,33 +9,20 @@ from pathlib import Path
 
 import boto3
 import pytest
-from ds_helpers import BOX, POLY, roboflow_dataset, ultralytics_dataset, write
+from ds_helpers import (
+    BOX,
+    BUCKET,
+    POLY,
+    CountingS3,
+    comparable,
+    roboflow_dataset,
+    ultralytics_dataset,
+    upload_dir,
+    write,
+)
 from moto import mock_aws
 from yoloops_core.dataset import MANIFEST_NAME, build_manifest, validate_local_dataset, validate_s3_dataset
 from yoloops_core.models import DatasetRef
-
-BUCKET = "yoloops-artifacts-test"
-
-
-class CountingS3:
-    """Wraps a boto3 S3 client and records what the validator asks for."""
-
-    def __init__(self, s3):
-        self._s3 = s3
-        self.meta = s3.meta
-        self.gets: list[tuple[str, str | None]] = []
-        self.paginations = 0
-
-    def get_object(self, **kw):
-        self.gets.append((kw["Key"], kw.get("Range")))
-        return self._s3.get_object(**kw)
-
-    def head_object(self, **kw):
-        return self._s3.head_object(**kw)
-
-    def get_paginator(self, name):
-        self.paginations += 1
-        return self._s3.get_paginator(name)
 
 
 @pytest.fixture
@@ -46,12 +33,6 @@ def s3():
         yield client
 
 
-def upload_dir(s3, root: Path, prefix: str) -> None:
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            s3.put_object(Bucket=BUCKET, Key=prefix + path.relative_to(root).as_posix(), Body=path.read_bytes())
-
-
 def zip_dir(root: Path, top: str = "", compression=zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression) as zf:
@@ -59,14 +40,6 @@ def zip_dir(root: Path, top: str = "", compression=zipfile.ZIP_DEFLATED) -> byte
             if path.is_file():
                 zf.write(path, top + path.relative_to(root).as_posix())
     return buf.getvalue()
-
-
-def comparable(report) -> dict:
-    """What must agree across sources: everything but where the files are."""
-    data = report.model_dump(exclude={"source"})
-    for kind in ("errors", "warnings"):
-        data[kind] = sorted((p["code"], p["message"]) for p in data[kind])
-    return data
 
 
 def broken_dataset(root: Path) -> Path:

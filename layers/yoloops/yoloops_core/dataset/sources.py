@@ -1,9 +1,9 @@
 """Where a dataset's files come from. The validator sees only `list_files` and `read_files`.
 
-S3 sources never read images: one paginated listing gives every path and size, then only small text
-files (labels, image lists, the YAML, the manifest) are fetched, concurrently on the one client
-(boto3 clients are thread-safe). The prefix source starts those reads while the listing is still
-paging, so reading overlaps listing.
+S3 sources never read images: one paginated listing gives every path, size and ETag. The prefix source
+then takes small text files (labels, image lists, the YAML) from the manifest's inline copies when the
+listing proves them identical to the objects (S3PrefixSource), and fetches the rest concurrently on the
+one client (boto3 clients are thread-safe), starting those reads while the listing is still paging.
 
 Zip datasets are read with ranged GETs, not downloaded: the archive's end records and central directory
 (one or two ranges) list every member with its size; label members are then fetched in coalesced ranges
@@ -16,6 +16,7 @@ Measured (bench/bench_dataset_validation.py --zip, moto server, 10,000 images): 
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import zipfile
@@ -25,6 +26,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from yoloops_core.dataset.manifest import MANIFEST_NAME, md5_hex
 
 # Small text files are the only ones ever read; anything bigger is reported, never downloaded.
 MAX_TEXT_BYTES = 64 * 1024 * 1024
@@ -104,20 +107,37 @@ class LocalDirSource:
 # ---------------------------------------------------------------- S3 prefix
 
 class S3PrefixSource:
-    def __init__(self, s3: Any, bucket: str, prefix: str, *, prefetch: bool = True) -> None:
+    """One paginated listing, then the text files: from the manifest's inline copies where the listing
+    proves them identical to the objects, else by concurrent GETs.
+
+    Proof, per file: the listed size equals the manifest entry's size, the listed ETag equals the entry's
+    md5, and md5(inline text) equals it too. A single-part upload's ETag is the MD5 of its bytes (SSE-S3
+    or none), so the inline text is byte-for-byte the object. Anything else (multipart "-N" ETags,
+    SSE-KMS, an object rewritten after the manifest, an older manifest without md5/text) is fetched.
+    The manifest is requested before the first listing page so its download overlaps the listing.
+    """
+
+    def __init__(self, s3: Any, bucket: str, prefix: str, *, prefetch: bool = True,
+                 use_manifest: bool = True) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.prefetch = prefetch
+        self.use_manifest = use_manifest
         self.description = f"s3://{bucket}/{self.prefix}"
         self._pool = ThreadPoolExecutor(max_workers=_worker_count(s3), thread_name_prefix="ds-read")
         self._pending: dict[str, Future[bytes]] = {}
+        self._verified: dict[str, bytes] = {}  # inline texts proven equal to the listed objects
+        self._inline: dict[str, tuple[int, str, str]] | None = None  # path -> (size, md5, text)
+        self.inline_reads = 0  # how many reads the manifest answered (the benchmark prints it)
 
     def _get(self, path: str) -> bytes:
         return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + path)["Body"].read()
 
     def list_files(self) -> list[FileEntry]:
+        manifest = self._pool.submit(self._get, MANIFEST_NAME) if self.use_manifest else None
         out = []
+        waiting: list[tuple[str, int, str]] = []  # text files listed before the manifest arrived
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for obj in page.get("Contents", []):
@@ -126,15 +146,45 @@ class S3PrefixSource:
                     continue  # "folder" marker objects
                 entry = FileEntry(rel, int(obj["Size"]))
                 out.append(entry)
-                if self.prefetch and is_text_candidate(rel, entry.size):
-                    self._pending[rel] = self._pool.submit(self._get, rel)
+                if is_text_candidate(rel, entry.size):
+                    waiting.append((rel, entry.size, str(obj.get("ETag", ""))))
+            if manifest is None or manifest.done():
+                self._route(waiting, manifest)
+                waiting = []
+        self._route(waiting, manifest)
         if not out:
             raise DatasetNotFound(f"no objects under {self.description}")
         return out
 
+    def _route(self, listed: list[tuple[str, int, str]], manifest: Future[bytes] | None) -> None:
+        """Serve each listed text file from a proven inline copy, or start its GET."""
+        inline = self._inline_table(manifest)
+        for rel, size, etag in listed:
+            if rel == MANIFEST_NAME and manifest is not None and manifest.exception() is None:
+                self._pending[rel] = manifest  # the very bytes the inline table came from
+                continue
+            data = _proven(inline.get(rel), size, etag)
+            if data is not None:
+                self._verified[rel] = data
+            elif self.prefetch:
+                self._pending[rel] = self._pool.submit(self._get, rel)
+
+    def _inline_table(self, manifest: Future[bytes] | None) -> dict[str, tuple[int, str, str]]:
+        if self._inline is None:
+            self._inline = {}
+            if manifest is not None and manifest.exception() is None:
+                self._inline = _inline_entries(manifest.result())
+        return self._inline
+
     def read_files(self, paths: Iterable[str]) -> dict[str, bytes | Exception]:
-        futures = {p: self._pending.pop(p, None) or self._pool.submit(self._get, p) for p in paths}
         result: dict[str, bytes | Exception] = {}
+        futures: dict[str, Future[bytes]] = {}
+        for p in paths:
+            if p in self._verified:
+                result[p] = self._verified[p]
+                self.inline_reads += 1
+            else:
+                futures[p] = self._pending.pop(p, None) or self._pool.submit(self._get, p)
         for p, fut in futures.items():
             try:
                 result[p] = fut.result()
@@ -149,6 +199,40 @@ class S3PrefixSource:
 
     def key_for(self, path: str) -> str:
         return self.prefix + path
+
+
+def _inline_entries(raw: bytes) -> dict[str, tuple[int, str, str]]:
+    """path -> (size, md5, text) for the manifest entries that carry all three; anything malformed is
+    skipped here (those files are fetched) and reported by the validator's own manifest check."""
+    try:
+        files = json.loads(raw).get("files")
+    except (ValueError, AttributeError):
+        return {}
+    table: dict[str, tuple[int, str, str]] = {}
+    for item in files if isinstance(files, list) else ():
+        if not isinstance(item, dict):
+            continue
+        path, size, md5, text = item.get("path"), item.get("size"), item.get("md5"), item.get("text")
+        if (isinstance(path, str) and isinstance(size, int) and isinstance(md5, str)
+                and isinstance(text, str)):
+            table[path] = (size, md5.lower(), text)
+    return table
+
+
+def _proven(entry: tuple[int, str, str] | None, size: int, etag: str) -> bytes | None:
+    """The inline bytes if the listing proves the object holds exactly them, else None."""
+    if entry is None:
+        return None
+    want_size, want_md5, text = entry
+    if size != want_size or etag.strip('"').lower() != want_md5:
+        return None  # rewritten since the manifest, multipart, or SSE-KMS: read the object itself
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from a hand-edited "\ud800"
+        return None
+    if len(data) != size or md5_hex(data) != want_md5:
+        return None  # the manifest's text is not the content it claims
+    return data
 
 
 # ---------------------------------------------------------------- zip archives (local or S3, ranged reads)

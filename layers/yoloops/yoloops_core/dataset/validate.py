@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
+from yoloops_core.dataset.manifest import MANIFEST_NAME
 from yoloops_core.dataset.report import DatasetReport, ProblemCollector, SplitStats
 from yoloops_core.dataset.sources import DatasetNotFound, DatasetSource, FileEntry
 
-MANIFEST_NAME = "manifest.json"
 # Ultralytics' IMG_FORMATS.
 IMAGE_SUFFIXES = frozenset({"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm", "heic"})
 SPLITS = ("train", "val", "test")
