@@ -10,7 +10,9 @@ Zip datasets are read with ranged GETs, not downloaded: the archive's end record
 (labels sit next to each other in an archive) and inflated here. Cost is proportional to label bytes,
 not to image bytes (a real dataset zip is GBs of images; a Lambda has 512 MB-10 GB of /tmp).
 Measured (bench/bench_dataset_validation.py --zip, moto server, 10,000 images): 0.96 s for the zip vs
-41.6 s for the same dataset as a prefix. Training gets the zip as the channel and the container extracts it.
+41.6 s for the same dataset as a prefix read label by label (on a loaded machine); a prefix pushed with
+inline texts: 4.8 s, 1 GET, for a 4.7 s bare listing (26.1 s, 9,502 GETs, without inline texts).
+Training gets the zip as the channel and the container extracts it.
 """
 
 from __future__ import annotations
