@@ -6,24 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 
-import boto3
 import pytest
 from ds_helpers import BOX, BUCKET, CountingS3, comparable, ultralytics_dataset, upload_dir, write
-from moto import mock_aws
 from yoloops_core.dataset import MANIFEST_NAME, build_manifest, validate_local_dataset, validate_s3_dataset
 from yoloops_core.dataset.manifest import MAX_INLINE_BYTES
 from yoloops_core.models import DatasetRef
 
 PREFIX = "datasets/birds/v1/"
 REF = DatasetRef(name="birds", version="v1")
-
-
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def pushed(s3, root, manifest: dict | None = None) -> dict:

@@ -7,7 +7,6 @@ import json
 import zipfile
 from pathlib import Path
 
-import boto3
 import pytest
 from ds_helpers import (
     BOX,
@@ -20,17 +19,8 @@ from ds_helpers import (
     upload_dir,
     write,
 )
-from moto import mock_aws
 from yoloops_core.dataset import MANIFEST_NAME, build_manifest, validate_local_dataset, validate_s3_dataset
 from yoloops_core.models import DatasetRef
-
-
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def zip_dir(root: Path, top: str = "", compression=zipfile.ZIP_DEFLATED) -> bytes:
