@@ -205,6 +205,19 @@ def test_latest_complete_version_is_the_newest_event():
         assert latest_complete_version(TABLE, ddb=ddb, name="birds") == DatasetRef(name="birds", version="v2",
                                                                                      format="zip")
         assert latest_complete_version(TABLE, ddb=ddb, name="planes") is None
+        assert latest_complete_version(TABLE, ddb=ddb, name="birds", version="v1") == DatasetRef(name="birds",
+                                                                                                 version="v1")
+        assert latest_complete_version(TABLE, ddb=ddb, name="birds", version="v3") is None
+
+
+def test_an_unusable_newest_item_is_skipped_not_fatal():
+    with mock_aws():
+        ddb = boto3.client("dynamodb")
+        create_runs_table(ddb)
+        record_complete_version(TABLE, DatasetRef(name="birds", version="v1"), "2026-11-01T00:00:00Z", ddb=ddb)
+        ddb.put_item(TableName=TABLE, Item={"pk": {"S": "DATASETS"}, "sk": {"S": "2026-11-05T00:00:00Z#bad"},
+                                            "name": {"S": "no spaces allowed"}, "version": {"S": "v1"}})
+        assert latest_complete_version(TABLE, ddb=ddb) == DatasetRef(name="birds", version="v1")
 
 
 def test_handler_wires_settings_and_clients(monkeypatch):

@@ -380,31 +380,6 @@ def _run_request(release: ReleaseEvent, delivery: str, deps: WebhookDeps) -> Run
 
 # ---------------------------------------------------------------- real collaborators
 
-def find_complete_dataset(table: str, dynamodb: Any, name: str | None, version: str | None) -> DatasetRef | None:
-    """Newest complete version (items `pk=DATASETS`, `sk=<completed iso ts>#<name>#<version>`)."""
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": "DATASETS"}},
-        "ScanIndexForward": False,  # newest completion first
-    }
-    while True:
-        page = dynamodb.query(**kwargs)
-        for item in page.get("Items", []):
-            item_name = item.get("name", {}).get("S")
-            item_version = item.get("version", {}).get("S")
-            if (name and item_name != name) or (version and item_version != version):
-                continue
-            fmt = item.get("format", {}).get("S", "dir")
-            try:
-                return DatasetRef(name=item_name, version=item_version, format=fmt)
-            except ValidationError:
-                logger.warning("unusable dataset item skipped", extra={"sk": item.get("sk", {}).get("S")})
-        if "LastEvaluatedKey" not in page:
-            return None
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 _SECRETS_PROVIDER: Any = None
 
 
@@ -468,6 +443,7 @@ def default_deps() -> WebhookDeps:
     from yoloops_core.config import ConfigError, get_settings
     from yoloops_core.notifications import publish
     from yoloops_core.runs import start_run
+    from yoloops_core.s3_trigger import latest_complete_version
 
     settings = get_settings()
     missing = [n for n in ("github_webhook_secret_arn", "state_machine_arn", "idempotency_table")
@@ -480,8 +456,8 @@ def default_deps() -> WebhookDeps:
         start=lambda req, run_id: start_run(req, run_id, settings.state_machine_arn, aws.client("stepfunctions")),
         once=once,
         register_context=register_context,
-        find_dataset=lambda name, version: find_complete_dataset(
-            settings.runs_table, aws.client("dynamodb"), name, version),
+        find_dataset=lambda name, version: latest_complete_version(
+            settings.runs_table, ddb=aws.client("dynamodb"), name=name, version=version),
         notify=lambda n: publish(n, settings.notifications_topic_arn, aws.client("sns")),
         allow_prereleases=settings.allow_prereleases,
         max_body_bytes=settings.max_webhook_body_bytes,

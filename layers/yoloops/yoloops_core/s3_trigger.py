@@ -225,24 +225,37 @@ def record_complete_version(table: str, dataset: DatasetRef, completed_at: str, 
     })
 
 
-def latest_complete_version(table: str, *, ddb: Any = None, name: str | None = None) -> DatasetRef | None:
-    """The most recently completed dataset version (optionally of one dataset), or None."""
+def latest_complete_version(table: str, *, ddb: Any = None, name: str | None = None,
+                            version: str | None = None) -> DatasetRef | None:
+    """The most recently completed dataset version (optionally of one dataset, or one exact version).
+
+    The GitHub trigger uses this for a release that names no dataset (or names one without a version).
+    """
     ddb = ddb or _ddb()
     kwargs: dict[str, Any] = {
         "TableName": table,
         "KeyConditionExpression": "pk = :pk",
         "ExpressionAttributeValues": {":pk": {"S": DATASETS_PK}},
-        "ScanIndexForward": False,
+        "ScanIndexForward": False,  # newest completion first
     }
-    if name is not None:
-        kwargs["FilterExpression"] = "#n = :name"
-        kwargs["ExpressionAttributeNames"] = {"#n": "name"}
-        kwargs["ExpressionAttributeValues"][":name"] = {"S": name}
+    filters, names = [], {}
+    for attr, value in (("name", name), ("version", version)):
+        if value is not None:
+            filters.append(f"#{attr} = :{attr}")
+            names[f"#{attr}"] = attr
+            kwargs["ExpressionAttributeValues"][f":{attr}"] = {"S": value}
+    if filters:
+        kwargs["FilterExpression"] = " AND ".join(filters)
+        kwargs["ExpressionAttributeNames"] = names
     else:
-        kwargs["Limit"] = 1
+        kwargs["Limit"] = 1  # the newest item is the answer (unless it is unusable: then the next page)
     for page in ddb.get_paginator("query").paginate(**kwargs):
         for item in page.get("Items", []):
-            return DatasetRef(name=item["name"]["S"], version=item["version"]["S"], format=item["format"]["S"])
+            try:
+                return DatasetRef(name=item["name"]["S"], version=item["version"]["S"],
+                                  format=item.get("format", {}).get("S", "dir"))
+            except (KeyError, ValidationError):
+                logger.warning("unusable dataset item skipped", extra={"sk": item.get("sk", {}).get("S")})
     return None
 
 
