@@ -20,7 +20,8 @@ from pathlib import Path
 from urllib.parse import quote_plus, unquote_plus
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "triggers"))  # s3_helpers: moto resources shaped like the template
+# s3_helpers (and the tests' support module it uses): moto resources shaped like the template
+sys.path[:0] = [str(ROOT / "tests" / "triggers"), str(ROOT / "tests")]
 
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402

@@ -9,15 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def create_runs_table(ddb, name: str = "runs") -> str:
     """Create the runs table in moto with template.yaml's own key schema and GSI (one source of truth)."""
-    import yaml
+    from yoloops.local.deploy import load_template
 
-    class _CfnLoader(yaml.SafeLoader):
-        pass
-
-    # Intrinsic tags (!Ref, !Sub, ...) are irrelevant to the table schema.
-    _CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)
-    props = template["Resources"]["RunsTable"]["Properties"]
+    props = load_template(ROOT / "template.yaml")["Resources"]["RunsTable"]["Properties"]
     ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                      AttributeDefinitions=props["AttributeDefinitions"], KeySchema=props["KeySchema"],
                      GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"])

@@ -70,14 +70,9 @@ def template_notification_rules() -> tuple[tuple[str, str], ...] | None:
     path = ROOT / "template.yaml"
     if not path.exists():
         return None
-    import yaml
+    from yoloops.local.deploy import load_template
 
-    class _Loader(yaml.SafeLoader):
-        pass
-
-    # CloudFormation short-form intrinsics (!Ref, !Sub, ...) as plain values.
-    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load(path.read_text(), Loader=_Loader)
+    template = load_template(path)
     fn = (template.get("Resources") or {}).get("S3TriggerFunction")
     if not fn:
         return None

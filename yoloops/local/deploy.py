@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from yoloops.local.lambdas import FunctionSpec, LambdaRuntime
 
 log = logging.getLogger("yoloops.local.deploy")
@@ -37,35 +35,11 @@ class DeployError(RuntimeError):
     """The template cannot be deployed locally; the message names the resource and the problem."""
 
 
-# ------------------------------------------------------------------ YAML with CFN short tags
-
-class _CfnLoader(yaml.SafeLoader):
-    pass
-
-
-def _tag(name: str):
-    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-            if name == "GetAtt" and isinstance(value, str):
-                value = value.split(".", 1)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        key = "Ref" if name == "Ref" else f"Fn::{name}"
-        return {key: value}
-
-    return construct
-
-
-for _name in ("Ref", "GetAtt", "Sub", "Join", "If", "Equals", "Not", "And", "Or", "Select", "Split",
-              "FindInMap", "Base64", "GetAZs", "ImportValue", "Condition", "Cidr", "Length", "ToJsonString"):
-    _CfnLoader.add_constructor(f"!{_name}", _tag(_name))
-
-
 def load_template(path: Path) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_CfnLoader)
+    """template.yaml with short-form intrinsics (!Ref, !Sub, ...) as their long form, the way `sam` reads it."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    return yaml_parse(path.read_text())
 
 
 # ------------------------------------------------------------------ SAM transform (offline)
