@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from yoloops_core.aws import reset_clients
 from yoloops_core.models import InvalidInput, RunContext
 from yoloops_core.store import RunStore
 
@@ -112,7 +113,7 @@ def test_slack_notifier_reads_secret_once_and_posts(aws, event, lambda_context, 
     arn = aws.client("secretsmanager").create_secret(
         Name="yoloops/slack", SecretString=json.dumps({"url": "https://hooks.slack.com/services/T/B/X"}))["ARN"]
     monkeypatch.setenv("SLACK_WEBHOOK_SECRET_ARN", arn)
-    slack.reset_secret_cache()
+    reset_clients()
     posted = []
     monkeypatch.setattr(slack, "urllib_post", lambda url, body, headers, timeout: (
         posted.append((url, json.loads(body))) or (200, {}, "ok")))
@@ -123,9 +124,9 @@ def test_slack_notifier_reads_secret_once_and_posts(aws, event, lambda_context, 
     fn(event("sns_plain_text.json"), lambda_context)
     assert [u for u, _ in posted] == ["https://hooks.slack.com/services/T/B/X"] * 2
     assert posted[0][1]["blocks"][0]["type"] == "header" and "blocks" not in posted[1][1]
-    slack.reset_secret_cache()
+    reset_clients()
     assert slack.get_webhook_url(arn) == "https://hooks.slack.com/services/T/B/Y"
-    slack.reset_secret_cache()
+    reset_clients()
 
 
 def test_slack_notifier_raises_when_slack_keeps_failing(aws, event, lambda_context, monkeypatch):
@@ -134,11 +135,11 @@ def test_slack_notifier_raises_when_slack_keeps_failing(aws, event, lambda_conte
     arn = aws.client("secretsmanager").create_secret(Name="yoloops/slack2",
                                                      SecretString="https://hooks.slack.com/services/T/B/Z")["ARN"]
     monkeypatch.setenv("SLACK_WEBHOOK_SECRET_ARN", arn)
-    slack.reset_secret_cache()
+    reset_clients()
     calls = []
     monkeypatch.setattr(slack, "urllib_post", lambda *a: calls.append(a) or (503, {}, "down"))
     monkeypatch.setattr(slack.time, "sleep", lambda s: None)
     with pytest.raises(slack.SlackDeliveryError):
         handler("slack_notifier")(event("sns_training_failed.json"), lambda_context)
     assert len(calls) == slack.MAX_ATTEMPTS
-    slack.reset_secret_cache()
+    reset_clients()

@@ -18,6 +18,7 @@ from gh_helpers import (
 )
 from moto import mock_aws
 from support import create_runs_table
+from yoloops_core.aws import reset_clients
 
 CONTEXT = SimpleNamespace(function_name="GithubWebhookFunction", memory_limit_in_mb=256,
                           invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:gh",
@@ -58,7 +59,7 @@ def stack(monkeypatch):
         from yoloops_core import github
 
         github.default_deps.cache_clear()
-        github.reset_secret_cache()
+        reset_clients()
         add_dataset(ddb, "2026-11-01T10:00:00Z", "pallets", "2026-11-01", "zip")
         add_dataset(ddb, "2026-11-20T08:00:00Z", "pallets", "2026-11-20")
         add_dataset(ddb, "2026-11-10T08:00:00Z", "forklifts", "v3")
@@ -73,7 +74,7 @@ def stack(monkeypatch):
         yield SimpleNamespace(handler=load_handler("github_webhook"), ddb=ddb, sfn=sfn, executions=executions,
                               notes=notes, machine=machine["stateMachineArn"])
         github.default_deps.cache_clear()
-        github.reset_secret_cache()
+        reset_clients()
 
 
 def test_signed_published_release_starts_one_execution_fast(stack):
@@ -153,7 +154,6 @@ def test_secret_is_cached_between_deliveries(stack):
     sm = boto3.client("secretsmanager", region_name="us-east-1")
     sm.put_secret_value(SecretId="yoloops/github-webhook", SecretString="rotated")
     assert stack.handler(load_fixture("github_ping.json"), CONTEXT)["statusCode"] == 200
-    from yoloops_core import github
 
-    github.reset_secret_cache()  # a new container reads the new secret
+    reset_clients()  # a new container reads the new secret
     assert stack.handler(load_fixture("github_ping.json"), CONTEXT)["statusCode"] == 401

@@ -125,13 +125,7 @@ class LocalStack:
         import boto3
         from yoloops_core.aws import reset_clients
 
-        reset_clients()
-        try:  # the Slack notifier caches its secrets provider (and its endpoint) per process
-            from yoloops_core.slack import reset_secret_cache
-
-            reset_secret_cache()
-        except ImportError:
-            pass
+        reset_clients()  # clients and cached secrets point at the previous deployment otherwise
         params = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in self._template_parameters()}
         params.update(self.parameters)
         if self._session is None:

@@ -18,6 +18,25 @@ def client(service: str) -> Any:
     return boto3.session.Session().client(service, config=Config(max_pool_connections=32))
 
 
+@cache
+def _secrets_provider() -> Any:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider(boto3_client=client("secretsmanager"))
+
+
+def secret(secret_id: str, max_age: int = 300) -> str:
+    """A secret's string from Secrets Manager, cached `max_age` seconds per container (warm starts
+    skip the call; a rotated value is seen within that time). An empty secret is an error."""
+    value = _secrets_provider().get(secret_id, max_age=max_age)
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode()
+    if not value:
+        raise RuntimeError(f"secret {secret_id} is empty")
+    return value
+
+
 def reset_clients() -> None:
-    """Forget cached clients (tests that switch endpoints or credentials)."""
+    """Forget cached clients and secrets (tests and the local stack, when endpoints or values change)."""
     client.cache_clear()
+    _secrets_provider.cache_clear()

@@ -380,31 +380,6 @@ def _run_request(release: ReleaseEvent, delivery: str, deps: WebhookDeps) -> Run
 
 # ---------------------------------------------------------------- real collaborators
 
-_SECRETS_PROVIDER: Any = None
-
-
-def cached_secret(secret_id: str, max_age: int = 300) -> str:
-    """The webhook secret from Secrets Manager, cached ~5 minutes per container."""
-    global _SECRETS_PROVIDER
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-    from yoloops_core import aws
-
-    if _SECRETS_PROVIDER is None:
-        _SECRETS_PROVIDER = SecretsProvider(boto3_client=aws.client("secretsmanager"))
-    value = _SECRETS_PROVIDER.get(secret_id, max_age=max_age)
-    if isinstance(value, bytes):
-        value = value.decode()
-    if not value:
-        raise RuntimeError(f"webhook secret {secret_id} is empty")
-    return value
-
-
-def reset_secret_cache() -> None:
-    global _SECRETS_PROVIDER
-    _SECRETS_PROVIDER = None
-
-
 def delivery_once(table: str, dynamodb: Any, expires_after_seconds: int = 4 * 24 * 3600):
     """(`once(delivery id, action)`, `register_context(context)`) backed by powertools idempotency on the IdempotencyTable.
 
@@ -452,7 +427,7 @@ def default_deps() -> WebhookDeps:
         raise ConfigError(f"github webhook needs {', '.join(m.upper() for m in missing)}")
     once, register_context = delivery_once(settings.idempotency_table, aws.client("dynamodb"))
     return WebhookDeps(
-        secret=lambda: cached_secret(settings.github_webhook_secret_arn),
+        secret=lambda: aws.secret(settings.github_webhook_secret_arn),
         start=lambda req, run_id: start_run(req, run_id, settings.state_machine_arn, aws.client("stepfunctions")),
         once=once,
         register_context=register_context,

@@ -174,23 +174,8 @@ def deliver(sns_message: str, webhook_url: str, poster: Poster | None = None,
     return post(webhook_url, payload_for(sns_message), poster=poster, sleep=sleep)
 
 
-_provider: Any = None
-
-
-def reset_secret_cache() -> None:
-    """Forget the cached provider and secret (tests that switch endpoints)."""
-    global _provider
-    _provider = None
-
-
 def get_webhook_url(secret_arn: str, max_age: int = 300) -> str:
-    """Webhook URL from Secrets Manager, cached by powertools for `max_age` seconds (warm starts)."""
-    global _provider
-    if _provider is None:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    """Webhook URL from Secrets Manager, cached for `max_age` seconds (warm starts)."""
+    from yoloops_core import aws
 
-        from yoloops_core.aws import client
-
-        _provider = SecretsProvider(boto3_client=client("secretsmanager"))
-    value = _provider.get(secret_arn, max_age=max_age)
-    return webhook_url_from_secret(value if isinstance(value, str) else bytes(value).decode())
+    return webhook_url_from_secret(aws.secret(secret_arn, max_age=max_age))
