@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from yoloops_core.models import (
     DATASETS_PREFIX,
@@ -75,15 +75,6 @@ class S3Record(BaseModel):
             return value.replace(tzinfo=value.tzinfo or UTC).astimezone(UTC)
         except (OverflowError, ValueError) as exc:
             raise ValueError(f"eventTime out of range: {exc}") from exc
-
-
-class S3TestEvent(BaseModel):
-    """What S3 sends once when a notification configuration is saved."""
-
-    model_config = ConfigDict(extra="allow")
-
-    Event: Literal["s3:TestEvent"]
-    Bucket: str | None = None
 
 
 class Outcome(BaseModel):
