@@ -1,10 +1,9 @@
-"""Helpers for the training container tests (imported by name; tests/ is not a package): load train.py (not a package) and lay out a SageMaker base dir."""
+"""Helpers for the training container tests (imported by name; tests/ is not a package): the trainer package and a SageMaker base dir."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -12,15 +11,9 @@ TRAIN_PY = ROOT / "training_container" / "train.py"
 
 
 def load_train_module():
-    """train.py as a module (cached: one copy per test session, like one process in the container)."""
-    name = "yoloops_container_train"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, TRAIN_PY)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    """The yoloops_train package train.py runs (conftest puts training_container/ on sys.path, as Python does
+    for `python training_container/train.py`)."""
+    return importlib.import_module("yoloops_train")
 
 
 def make_base(base: Path, hyperparameters: dict[str, str], n_train: int = 24, n_val: int = 12,

@@ -58,8 +58,8 @@ def test_train_py_accepts_the_recipe_and_finds_the_tiny_model(train_module, tmp_
     assert all(isinstance(v, str) for v in DEMO_HYPERPARAMETERS.values())  # hyperparameters.json: strings
     paths = train_module.Paths.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)})
     # shipped next to train.py (in the image: /opt/ml/code), so it resolves offline from any working dir
-    resolved = train_module._resolve_model(cfg, paths)
+    resolved = train_module.resolve_model(cfg, paths)
     assert resolved == str(TRAIN_PY.parent / "yoloops-tiny.yaml") and os.path.isfile(resolved)
     # an Ultralytics model name is still passed through for Ultralytics to find in its package
-    assert train_module._resolve_model(train_module.parse_hyperparameters({"model": "yolo11n.yaml"}), paths) \
+    assert train_module.resolve_model(train_module.parse_hyperparameters({"model": "yolo11n.yaml"}), paths) \
         == "yolo11n.yaml"
