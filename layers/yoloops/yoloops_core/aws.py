@@ -10,12 +10,13 @@ from typing import Any
 
 
 @cache
-def client(service: str) -> Any:
+def client(service: str, region: str | None = None) -> Any:
+    """`region` only for services with fixed endpoints elsewhere (the Price List API); default: the function's."""
     import boto3  # imported on first use so handlers that never call AWS stay cheap to import
     from botocore.config import Config
 
     # The dataset validator reads label files with a thread pool; botocore's default pool is 10.
-    return boto3.session.Session().client(service, config=Config(max_pool_connections=32))
+    return boto3.session.Session().client(service, region_name=region, config=Config(max_pool_connections=32))
 
 
 @cache

@@ -25,6 +25,11 @@ class Settings(BaseModel):
     idempotency_table: str | None = None
     state_machine_arn: str | None = None
     slack_webhook_secret_arn: str | None = None
+    # Slack Web API (threads): used when the bot-token secret holds a bot token and a channel is set;
+    # otherwise the incoming webhook. The API base URL is overridable so the local stack can receive.
+    slack_bot_token_secret_arn: str | None = None
+    slack_channel: str = ""
+    slack_api_url: str = "https://slack.com/api/"
     github_webhook_secret_arn: str | None = None
     wandb_secret_arn: str | None = None
 
@@ -45,13 +50,32 @@ class Settings(BaseModel):
     # CPU settings for the local stack; a run's own hyperparameters override them.
     default_hyperparameters: dict[str, str] = Field(default_factory=dict)
 
+    # Datasets without a validation split: this share of the images (by file-name hash) becomes val.
+    val_fraction: float = Field(0.15, ge=0.0, le=0.9)
+
     # Promotion.
     promotion_metric: str = "mAP50-95"
     min_improvement: float = Field(0.0, ge=0.0)
+    # The first model of a dataset becomes champion only if its PromotionMetric reaches this floor.
+    min_first_metric: float = Field(0.0, ge=0.0)
+    # SageMaker Model Registry: one ModelPackage per evaluated model in group "<prefix>-<dataset>".
+    model_registry: bool = True
+    model_package_group_prefix: str = "yoloops"
+
+    # Base weights of every run ("", "champion", or a .pt under models/pretrained/; see yoloops_core.weights).
+    base_weights: str = ""
 
     # Budget gate.
     monthly_budget_usd: float = Field(100.0, ge=0.0)
     hourly_price_override_usd: float | None = Field(None, ge=0.0)
+    # An attempt that cannot afford MaxRuntime runs clamped if the rest buys at least this much.
+    min_runtime_seconds: int = Field(900, ge=60)
+    # When set, spend is the larger of the ledger's and this AWS Budget's actual spend.
+    budget_name: str | None = None
+    # Spot-related failed attempts of one run (no capacity, MaxWaitTimeExceeded) before going on-demand.
+    spot_failures_before_on_demand: int = Field(2, ge=1)
+    # Watchdog: a run in flight longer than this is stuck (default: every attempt's max wait + image wait).
+    stuck_after_seconds: int | None = Field(None, ge=60)
 
     # GitHub release trigger.
     allow_prereleases: bool = False
@@ -59,8 +83,15 @@ class Settings(BaseModel):
     image_max_polls: int = Field(20, ge=1)
     max_webhook_body_bytes: int = Field(1_000_000, ge=1024)
 
+    # Upload sessions (S3 events -> SQS -> the S3 trigger): quiet seconds that close an upload with no
+    # completion marker; the queue the trigger sends its delayed "check" messages to.
+    upload_quiet_seconds: int = Field(120, ge=1, le=900)
+    uploads_queue_url: str | None = None
+
     # Links in notifications.
     console_region: str = "us-east-1"
+    # The stack's region (Lambda sets AWS_REGION): prices are looked up for it.
+    aws_region: str | None = None
 
     @field_validator("default_hyperparameters", mode="before")
     @classmethod
@@ -89,6 +120,10 @@ class Settings(BaseModel):
                 f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(f"invalid yoloops configuration: {problems}") from exc
+
+    @property
+    def region(self) -> str:
+        return self.aws_region or self.console_region
 
     @property
     def effective_max_wait_seconds(self) -> int:

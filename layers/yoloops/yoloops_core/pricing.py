@@ -1,21 +1,25 @@
-"""On-demand hourly prices of SageMaker training instances, us-east-1, in USD.
+"""The shipped price table: on-demand hourly prices of SageMaker training instances, per region, in USD.
 
-Source: the "Amazon SageMaker AI pricing" page (https://aws.amazon.com/sagemaker/pricing/), On-Demand,
-"Training" tab, region US East (N. Virginia). Taken 2026-11-28 from the author's knowledge of that
-page, NOT fetched live (no internet where this was written): treat them as estimates and check them
-against the page before relying on the budget gate; AWS changes prices (e.g. the 2025 P4/P5 cuts).
-Set the `HourlyPriceOverrideUsd` template parameter (env HOURLY_PRICE_OVERRIDE_USD) to use your own
-figure for the configured instance type.
+This is the FALLBACK. The budget gate takes its price from `yoloops_core.prices.price_for`: the
+`HourlyPriceOverrideUsd` template parameter wins, then the AWS Price List API figure that the
+RefreshPrices function caches daily for the stack's region, then this table.
+
+Each region's table carries its source and the date it was taken. us-east-1: the "Amazon SageMaker AI
+pricing" page (https://aws.amazon.com/sagemaker/pricing/), On-Demand, "Training" tab, taken
+2026-11-28 from the author's knowledge of that page, NOT fetched live (no internet where this was
+written): estimates. No other region is shipped, because a price copied from another region would be
+silently wrong there; other regions are priced by the Price List API cache or the override.
 
 The budget gate prices the worst case at the on-demand rate even for spot training: SageMaker bills
-managed spot as BillableTimeInSeconds x the on-demand rate, so that is a safe upper bound.
+managed spot as BillableTimeInSeconds x the on-demand rate, and managed spot has no list price of its
+own, so the on-demand rate is the safe upper bound.
 """
 
 from __future__ import annotations
 
-PRICES_SOURCE = "https://aws.amazon.com/sagemaker/pricing/ (On-Demand, Training, us-east-1)"
-PRICES_TAKEN = "2026-11-28"
+from dataclasses import dataclass, field
 
+# us-east-1 (see the module docstring for where these come from).
 HOURLY_PRICE_USD: dict[str, float] = {
     # General purpose / compute (CPU) — handy for smoke runs.
     "ml.m5.large": 0.115, "ml.m5.xlarge": 0.23, "ml.m5.2xlarge": 0.461, "ml.m5.4xlarge": 0.922,
@@ -38,12 +42,41 @@ HOURLY_PRICE_USD: dict[str, float] = {
 }
 
 
+@dataclass(frozen=True)
+class ShippedTable:
+    region: str
+    source: str
+    as_of: str  # ISO date the figures were taken
+    prices: dict[str, float] = field(default_factory=dict)
+
+
+SHIPPED_TABLES: dict[str, ShippedTable] = {
+    "us-east-1": ShippedTable(
+        region="us-east-1",
+        source="https://aws.amazon.com/sagemaker/pricing/ (On-Demand, Training, us-east-1; from memory, not fetched)",
+        as_of="2026-11-28", prices=HOURLY_PRICE_USD),
+}
+# Kept for callers of the single-region table.
+PRICES_SOURCE = SHIPPED_TABLES["us-east-1"].source
+PRICES_TAKEN = SHIPPED_TABLES["us-east-1"].as_of
+
+
+def shipped_price(region: str, instance_type: str) -> tuple[float, ShippedTable] | None:
+    """(USD per hour, the table it came from) or None when the table has no such region or type."""
+    table = SHIPPED_TABLES.get(region)
+    if table is None or instance_type not in table.prices:
+        return None
+    return table.prices[instance_type], table
+
+
 class UnknownInstanceType(ValueError):
     """No price is known for an instance type (and no override is configured)."""
 
 
 def hourly_price(instance_type: str, override_usd: float | None = None) -> float:
-    """USD per instance-hour; `override_usd` (the template parameter) wins when set."""
+    """USD per instance-hour from the us-east-1 table; `override_usd` wins when set.
+
+    Region-blind: new code calls `yoloops_core.prices.price_for`, which knows the region and the cache."""
     if override_usd is not None:
         return float(override_usd)
     try:

@@ -36,6 +36,10 @@ def dataset_pk(dataset: str) -> str:
     return f"DATASET#{dataset}"
 
 
+def price_pk(region: str) -> str:
+    return f"PRICE#{region}"
+
+
 # ---------------------------------------------------------------- Decimal conversion
 
 def to_dynamo(value: Any) -> Any:
@@ -232,9 +236,13 @@ class RunStore:
         self.update_run(run_id, status=status, note=note, now=now, attempts=attempt,
                         job_names=job_names, current_job=job, **fields)
 
-    def record_attempt_billing(self, run_id: str, attempt: int, billable_seconds: float) -> None:
-        """Billable seconds of one attempt (idempotent: keyed by attempt number); totals recomputed."""
-        self.update_run(run_id, map_entries={"billable_by_attempt": {str(attempt): billable_seconds}})
+    def record_attempt_billing(self, run_id: str, attempt: int, billable_seconds: float,
+                               training_seconds: float | None = None) -> None:
+        """Billable (and training) seconds of one attempt (idempotent: keyed by attempt); totals recomputed."""
+        entries = {"billable_by_attempt": {str(attempt): billable_seconds}}
+        if training_seconds is not None:
+            entries["training_by_attempt"] = {str(attempt): training_seconds}
+        self.update_run(run_id, map_entries=entries)
         record = self.get_run(run_id) or {}
         total = sum(float(v) for v in (record.get("billable_by_attempt") or {}).values())
         self.update_run(run_id, billable_seconds=total)
@@ -268,35 +276,89 @@ class RunStore:
         return _de(resp.get("Item"))
 
     def put_champion_if_better(self, dataset: str, run_id: str, metric: str, value: float,
-                               metrics: dict[str, float], model_key: str,
-                               now: datetime | None = None) -> bool:
+                               metrics: dict[str, float], model_key: str, now: datetime | None = None,
+                               min_improvement: float = 0.0, **fields: Any) -> bool:
         """Make `run_id` the champion unless the stored one is at least as good.
 
-        The condition is evaluated by DynamoDB, so of two runs finishing in any order the better
-        one ends as champion. `run_id = :run` makes a re-invoked promote of the same run succeed.
+        One conditional write decides, evaluated by DynamoDB: of runs finishing in any order the best
+        ends as champion. The condition compares the same metric (the champion's `metric_value` when it
+        was measured on `metric`, else its `metrics.<metric>`; a champion without that metric is never
+        replaced silently) and demands `min_improvement`. `previous_run_id` is copied from the replaced
+        item's `run_id` inside the same write. A re-invoked promote of the champion itself returns True.
+        `fields` (e.g. model_package_arn) are stored on the champion item too.
         """
         at = iso(now or utcnow())
-        current = self.get_champion(dataset)
-        item = {
-            "pk": dataset_pk(dataset), "sk": CHAMPION_SK, "run_id": run_id, "metric": metric,
-            "metric_value": value, "metrics": metrics, "model_key": model_key, "promoted_at": at,
-            "previous_run_id": (current or {}).get("run_id") if (current or {}).get("run_id") != run_id
-            else (current or {}).get("previous_run_id"),
-        }
+        key = {"pk": dataset_pk(dataset), "sk": CHAMPION_SK}
+        new = {"run_id": run_id, "metric": metric, "metric_value": value, "metrics": metrics,
+               "model_key": model_key, "promoted_at": at, **{k: v for k, v in fields.items() if v is not None}}
+        limit = value - min_improvement
+        for _ in range(5):  # a concurrent first write or update makes us re-read, at most a few times
+            current = self.get_champion(dataset)
+            if current and current.get("run_id") == run_id:
+                return True
+            if current is None:
+                try:
+                    self.ddb.put_item(TableName=self.table, Item=_ser({**key, **new}),
+                                      ConditionExpression="attribute_not_exists(pk)")
+                except Exception as exc:
+                    if not _is_conditional_failure(exc):
+                        raise
+                    continue
+                previous = None
+            else:
+                names = {"#m": "metric", "#v": "metric_value", "#ms": "metrics", "#pm": metric,
+                         "#r": "run_id", "#p": "previous_run_id"}
+                values = {":run": _ser_value(run_id), ":metric": _ser_value(metric), ":new": _ser_value(value),
+                          ":limit": _ser_value(limit)}
+                sets = ["#p = #r"]
+                for i, (k, v) in enumerate(new.items()):
+                    names[f"#n{i}"] = k
+                    values[f":n{i}"] = _ser_value(v)
+                    sets.append(f"#n{i} = :n{i}")
+                try:
+                    old = self.ddb.update_item(
+                        TableName=self.table, Key=_ser(key), UpdateExpression="SET " + ", ".join(sets),
+                        ConditionExpression=(
+                            "attribute_exists(pk) AND #r <> :run AND ("
+                            "(#m = :metric AND #v < :new AND #v <= :limit) OR "
+                            "(#m <> :metric AND #ms.#pm < :new AND #ms.#pm <= :limit))"),
+                        ExpressionAttributeNames=names, ExpressionAttributeValues=values, ReturnValues="ALL_OLD",
+                    )
+                except Exception as exc:
+                    if not _is_conditional_failure(exc):
+                        raise
+                    after = self.get_champion(dataset) or {}
+                    if after.get("run_id") == run_id:  # our own duplicate invocation won meanwhile
+                        return True
+                    if after and after.get("run_id") == current.get("run_id"):
+                        logger.info("champion write lost", extra={"dataset": dataset, "run_id": run_id})
+                        return False
+                    continue  # the champion changed under us: decide against the new one
+                previous = (_de(old.get("Attributes")) or {}).get("run_id")
+            self.add_champion_history(dataset, "promote", run_id, at, metric=metric, metric_value=value,
+                                      previous_run_id=previous, model_key=model_key)
+            return True
+        logger.warning("champion write gave up after repeated concurrent changes",
+                       extra={"dataset": dataset, "run_id": run_id})
+        return False
+
+    def set_champion_fields(self, dataset: str, run_id: str, **fields: Any) -> bool:
+        """SET fields on the champion item iff `run_id` is still the champion (e.g. its model package)."""
+        names = {"#r": "run_id"}
+        values = {":run": _ser_value(run_id)}
+        sets = []
+        for i, (k, v) in enumerate(fields.items()):
+            names[f"#n{i}"] = k
+            values[f":n{i}"] = _ser_value(v)
+            sets.append(f"#n{i} = :n{i}")
         try:
-            self.ddb.put_item(
-                TableName=self.table, Item=_ser(item),
-                ConditionExpression="attribute_not_exists(pk) OR metric_value < :new OR run_id = :run",
-                ExpressionAttributeValues={":new": _ser_value(value), ":run": {"S": run_id}},
-            )
+            self.ddb.update_item(TableName=self.table, Key=_ser({"pk": dataset_pk(dataset), "sk": CHAMPION_SK}),
+                                 UpdateExpression="SET " + ", ".join(sets), ConditionExpression="#r = :run",
+                                 ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         except Exception as exc:
             if not _is_conditional_failure(exc):
                 raise
-            logger.info("champion write lost", extra={"dataset": dataset, "run_id": run_id})
             return False
-        if not current or current.get("run_id") != run_id:
-            self.add_champion_history(dataset, "promote", run_id, at, metric=metric, metric_value=value,
-                                      previous_run_id=item["previous_run_id"], model_key=model_key)
         return True
 
     def add_champion_history(self, dataset: str, action: str, run_id: str, at: str | None = None,
@@ -360,3 +422,38 @@ class RunStore:
                                   metric_value=item["metric_value"], model_key=item["model_key"],
                                   previous_run_id=item["previous_run_id"], replaced_run_id=current["run_id"])
         return from_dynamo({k: v for k, v in item.items() if v is not None})
+
+    # ------------------------------------------------------------ price cache (yoloops_core.prices)
+
+    def get_price(self, region: str, instance_type: str) -> dict[str, Any] | None:
+        """The cached Price List API price of `instance_type` in `region` (pk=PRICE#<region>)."""
+        resp = self.ddb.get_item(TableName=self.table, Key=_ser({"pk": price_pk(region), "sk": instance_type}))
+        return _de(resp.get("Item"))
+
+    def put_price(self, region: str, instance_type: str, **fields: Any) -> None:
+        """Replace the cached price item (hourly_usd, source, as_of, fetched_at, sku, usage_type)."""
+        item = {"pk": price_pk(region), "sk": instance_type, "region": region, "instance_type": instance_type,
+                **{k: v for k, v in fields.items() if v is not None}}
+        self.ddb.put_item(TableName=self.table, Item=_ser(item))
+
+    def list_prices(self, region: str) -> list[dict[str, Any]]:
+        resp = self.ddb.query(TableName=self.table, KeyConditionExpression="pk = :pk",
+                              ExpressionAttributeValues={":pk": {"S": price_pk(region)}})
+        return [_de(i) for i in resp.get("Items", [])]
+
+    # ------------------------------------------------------------ Slack thread of a run
+
+    def claim_slack_thread(self, run_id: str, channel: str, ts: str) -> bool:
+        """Store the run's Slack parent message; False when one is stored already or the run has no record."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key=_ser({"pk": run_pk(run_id), "sk": RUN_SK}),
+                UpdateExpression="SET slack_ts = :ts, slack_channel = :ch",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(slack_ts)",
+                ExpressionAttributeValues={":ts": {"S": ts}, ":ch": {"S": channel}},
+            )
+        except Exception as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            return False
+        return True
