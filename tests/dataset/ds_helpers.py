@@ -84,7 +84,7 @@ def upload_dir(s3, root: Path, prefix: str) -> None:
 
 def comparable(report) -> dict:
     """What must agree across sources: everything but where the files are."""
-    data = report.model_dump(exclude={"source"})
+    data = report.model_dump(exclude={"source", "summary"})  # both name the source
     for kind in ("errors", "warnings"):
         data[kind] = sorted((p["code"], p["message"]) for p in data[kind])
     return data

@@ -66,7 +66,7 @@ def test_missing_yaml(tmp_path):
     ("train: images/train\nval: images/val\nnc: 3\nnames: [cat, dog]\n", "nc_mismatch"),
     ("train: images/train\nval: images/val\nnames: {0: cat, 2: dog}\n", "names_invalid"),
     ("train: images/train\nval: images/val\nnames: cat\n", "names_invalid"),
-    ("train: images/train\nnames: [cat, dog]\n", "split_missing"),
+    ("val: images/val\nnames: [cat, dog]\n", "split_missing"),
     ("train: images/train\nval: images/validation\nnames: [cat, dog]\n", "split_not_found"),
     ("train: images/train\nval: [images/val\nnames: [cat]\n", "yaml_invalid"),
 ])

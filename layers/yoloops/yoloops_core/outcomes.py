@@ -145,6 +145,9 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher,
             why = _s(_d(promotion.get("result")).get("reason")) or "not better than the champion"
             reason = why
             text = f"Champion kept for {label}: challenger {shown} ({vs}); {why}."
+        note = _s(_d(_d(state.get("validation")).get("report")).get("layout_note"))
+        if note:  # which export layout it was, and whether val was split off by the validator
+            text = f"{text} Dataset {note}."
     elif outcome == "rejected":
         status, etype = RunStatus.REJECTED, EventType.REJECTED
         report = _d(_d(state.get("validation")).get("report")) or None

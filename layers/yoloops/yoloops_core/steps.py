@@ -6,6 +6,7 @@ exactly the shape docs/architecture.md gives for that state; the handlers in fun
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -76,11 +77,11 @@ class TrainingFailedEvent(BaseModel):
 Validator = Callable[[str, DatasetRef, Any], Any]
 
 
-def _default_validator() -> Validator:
+def _default_validator(settings: Settings) -> Validator:
     # Imported lazily: the validator is another module's (and only this step needs it).
     from yoloops_core.dataset import validate_s3_dataset
 
-    return validate_s3_dataset
+    return functools.partial(validate_s3_dataset, val_fraction=settings.val_fraction)
 
 
 # ---------------------------------------------------------------- ValidateDataset
@@ -113,7 +114,7 @@ def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: 
         # Re-invoked step: keep the original start time so month and duration stay right.
         existing = store.get_run(run.run_id) or {}
         run.started_at = existing.get("started_at") or run.started_at
-    report = (validator or _default_validator())(settings.artifacts_bucket, request.dataset, s3)
+    report = (validator or _default_validator(settings))(settings.artifacts_bucket, request.dataset, s3)
     valid = bool(report.valid)
     report_dict = report.model_dump(mode="json")
     store.update_run(run.run_id, now=now, note="dataset valid" if valid else "dataset rejected")

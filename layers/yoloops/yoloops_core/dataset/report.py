@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
+
+from yoloops_core.dataset.layouts import LAYOUT_TITLES
 
 MAX_LISTED_PROBLEMS = 50  # the report lists the first N problems of each kind; counts cover all
 
@@ -22,11 +24,26 @@ class SplitStats(BaseModel):
     instances: int = 0
 
 
+class AutoSplit(BaseModel):
+    """The dataset had no validation split: this many images were moved to val by file-name hash."""
+
+    fraction: float
+    train: int
+    val: int
+
+
 class DatasetReport(BaseModel):
     source: str
     valid: bool
     task: Literal["detect", "segment"] | None = None
-    yaml: str | None = None
+    layout: str | None = None  # ultralytics | roboflow | cvat | label_studio | yaml (layouts.LAYOUT_TITLES)
+    yaml: str | None = None  # the dataset YAML, or the classes.txt of a YAML-less Label Studio export
+    auto_split: AutoSplit | None = None
+    # Label files whose contents were read here; "sampled" when the rest is left to the training job,
+    # which checks every label before its first epoch.
+    label_check: Literal["full", "sampled"] = "full"
+    labels_checked: int = 0
+    labels_total: int = 0
     nc: int | None = None
     names: list[str] = Field(default_factory=list)
     splits: dict[str, SplitStats] = Field(default_factory=dict)
@@ -39,12 +56,34 @@ class DatasetReport(BaseModel):
     files: int = 0
     bytes: int = 0
 
+    @computed_field  # in model_dump, so the notification (outcomes._report_text) carries it
+    @property
+    def summary(self) -> str:
+        return self.summary_text()
+
+    @computed_field  # read by outcomes.notify for the finished-run message
+    @property
+    def layout_note(self) -> str:
+        """One line for a run's notification: which layout, and whether val was split off here."""
+        parts = [f"layout: {LAYOUT_TITLES.get(self.layout, self.layout)}"] if self.layout else []
+        if self.auto_split:
+            parts.append(f"no validation split, so {self.auto_split.val} of "
+                         f"{self.auto_split.train + self.auto_split.val} images were split off to val by "
+                         f"file-name hash (ValFraction {self.auto_split.fraction:g}): train "
+                         f"{self.auto_split.train} / val {self.auto_split.val}")
+        return "; ".join(parts)
+
     def summary_text(self, max_problems: int = 10) -> str:
         """A readable multi-line report for the CLI and Slack."""
         verdict = "VALID" if self.valid else "REJECTED"
         lines = [f"Dataset {self.source}: {verdict} ({self.error_count} errors, {self.warning_count} warnings)"]
+        if self.layout_note:
+            lines.append(self.layout_note)
         if self.yaml:
             lines.append(f"yaml: {self.yaml}  task: {self.task or '?'}  nc: {self.nc}  files: {self.files}")
+        if self.label_check == "sampled":
+            lines.append(f"labels: {self.labels_checked} of {self.labels_total} label files read here (a sample); "
+                         "the training job checks every label before its first epoch")
         for split, s in self.splits.items():
             lines.append(
                 f"  {split:<5} images={s.images} labelled={s.labels} backgrounds={s.backgrounds} "

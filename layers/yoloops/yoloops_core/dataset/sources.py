@@ -61,6 +61,15 @@ def is_text_candidate(path: str, size: int) -> bool:
     return path.lower().endswith(TEXT_SUFFIXES) and size <= MAX_TEXT_BYTES
 
 
+def looks_like_label(path: str) -> bool:
+    """A .txt under a `labels` folder or two folders deep: a label, not a YAML, classes.txt or image list
+    (those sit at the dataset root or one folder below it)."""
+    if not path.lower().endswith(".txt"):
+        return False
+    parts = path.split("/")
+    return "labels" in parts[:-1] or len(parts) > 2
+
+
 def _worker_count(s3: Any) -> int:
     # More threads than the client's connection pool only churns connections.
     pool = getattr(getattr(getattr(s3, "meta", None), "config", None), "max_pool_connections", None)
@@ -120,11 +129,13 @@ class S3PrefixSource:
     """
 
     def __init__(self, s3: Any, bucket: str, prefix: str, *, prefetch: bool = True,
-                 use_manifest: bool = True) -> None:
+                 use_manifest: bool = True, prefetch_labels: bool = True) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.prefetch = prefetch
+        # False when the validator reads only a sample of the labels: GET them on demand, not all upfront.
+        self.prefetch_labels = prefetch_labels
         self.use_manifest = use_manifest
         self.description = f"s3://{bucket}/{self.prefix}"
         self._pool = ThreadPoolExecutor(max_workers=_worker_count(s3), thread_name_prefix="ds-read")
@@ -168,8 +179,12 @@ class S3PrefixSource:
             data = _proven(inline.get(rel), size, etag)
             if data is not None:
                 self._verified[rel] = data
-            elif self.prefetch:
+            elif self.prefetch and (self.prefetch_labels or not looks_like_label(rel)):
                 self._pending[rel] = self._pool.submit(self._get, rel)
+
+    def is_free(self, path: str) -> bool:
+        """True when read_files serves the path without a GET (a proven inline manifest text)."""
+        return path in self._verified
 
     def _inline_table(self, manifest: Future[bytes] | None) -> dict[str, tuple[int, str, str]]:
         if self._inline is None:

@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import json
-import math
 import posixpath
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from yoloops_core.dataset.discover import (
+    SPLITS,
+    Index,
+    class_names,
+    dataset_root,
+    find_yaml,
+    label_studio,
+    suffix,
+)
+from yoloops_core.dataset.labels import parse_label
+from yoloops_core.dataset.layouts import (
+    DEFAULT_VAL_FRACTION,
+    LABEL_STUDIO,
+    choose_val,
+    detect_layout,
+    split_key,
+)
 from yoloops_core.dataset.manifest import MANIFEST_NAME
-from yoloops_core.dataset.report import DatasetReport, ProblemCollector, SplitStats
-from yoloops_core.dataset.sources import DatasetNotFound, DatasetSource, FileEntry
+from yoloops_core.dataset.report import AutoSplit, DatasetReport, ProblemCollector, SplitStats
+from yoloops_core.dataset.sources import DatasetNotFound, DatasetSource
 
 # Ultralytics' IMG_FORMATS.
 IMAGE_SUFFIXES = frozenset({"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm", "heic"})
-SPLITS = ("train", "val", "test")
 REQUIRED_SPLITS = ("train", "val")
 MOSTLY_BACKGROUND = 0.5  # warn when more than half of a split has no labels
 # Files a dataset folder commonly carries that are neither images nor labels: not worth a warning.
@@ -35,11 +48,6 @@ def img2label(path: str) -> str:
     return p[1:].rsplit(".", 1)[0] + ".txt"
 
 
-def _suffix(path: str) -> str:
-    name = posixpath.basename(path)
-    return name.rsplit(".", 1)[1].lower() if "." in name else ""
-
-
 def _stem(path: str) -> str:
     return posixpath.basename(path).rsplit(".", 1)[0]
 
@@ -52,25 +60,14 @@ class _Split:
     found: bool = True  # False when a path it names does not exist (already an error)
 
 
-class _Index:
-    """The listing, with directory lookups (a flat key list has no real directories)."""
+def validate_source(source: DatasetSource, *, val_fraction: float = DEFAULT_VAL_FRACTION,
+                    label_sample: int | None = None) -> DatasetReport:
+    """Validate one dataset. Problems in the data end up in the report; only infrastructure errors raise.
 
-    def __init__(self, entries: list[FileEntry]) -> None:
-        self.size = {e.path: e.size for e in entries}
-        self.dirs: set[str] = {""}
-        for path in self.size:
-            d = posixpath.dirname(path)
-            while d and d not in self.dirs:
-                self.dirs.add(d)
-                d = posixpath.dirname(d)
-
-    def under(self, directory: str) -> list[str]:
-        prefix = directory.rstrip("/") + "/" if directory else ""
-        return sorted(p for p in self.size if p.startswith(prefix))
-
-
-def validate_source(source: DatasetSource) -> DatasetReport:
-    """Validate one dataset. Problems in the data end up in the report; only infrastructure errors raise."""
+    val_fraction: share of train moved to val (by file-name hash) when the dataset has no val split.
+    label_sample: read at most this many label files that the source cannot serve for free (S3 GETs);
+    None reads them all. Structure (pairing, YAML, classes) is always checked in full.
+    """
     problems = ProblemCollector()
     report = DatasetReport(source=source.description, valid=False)
     try:
@@ -81,31 +78,38 @@ def validate_source(source: DatasetSource) -> DatasetReport:
     except zipfile.BadZipFile as exc:
         problems.error("zip_invalid", f"not a readable zip archive: {exc}")
         return _finish(report, problems)
-    index = _Index(entries)
+    index = Index(entries)
     report.files = len(entries)
     report.bytes = sum(max(e.size, 0) for e in entries)
     key = source.key_for
 
-    data = _find_yaml(source, index, problems)
+    data, yaml_problem = find_yaml(source, index)
     if data is None:
-        return _finish(report, problems)
+        data = label_studio(source, index, problems)
+        if data is None:
+            problems.error(*yaml_problem)
+            return _finish(report, problems)
+        report.layout = LABEL_STUDIO
     yaml_path, cfg = data
     report.yaml = yaml_path
-    names = _names(cfg, problems, key(yaml_path))
+    report.layout = report.layout or detect_layout(cfg, yaml_path, index.dirs)
+    names = class_names(cfg, problems, key(yaml_path))
     report.names = names
     report.nc = len(names) if names else None
-    root = _root(cfg, yaml_path, index)
+    root = dataset_root(cfg, yaml_path, index)
 
     splits: list[_Split] = []
     for split in SPLITS:
         value = cfg.get(split)
         if value in (None, "", []):
-            if split in REQUIRED_SPLITS:
+            if split == "train" or (split == "val" and val_fraction <= 0):
                 problems.error("split_missing", f"the YAML has no '{split}' entry", key(yaml_path))
             continue
         splits.append(_resolve_split(split, value, root, index, source, problems, key(yaml_path)))
+    if cfg.get("val") in (None, "", []) and val_fraction > 0:
+        splits += _auto_split(splits, val_fraction, report)
 
-    _check_images_and_labels(splits, index, source, names, problems, report)
+    _check_images_and_labels(splits, index, source, names, problems, report, label_sample)
     _check_manifest(index, source, problems)
     report.splits = {s.name: s.stats for s in splits}
     for s in splits:
@@ -134,89 +138,19 @@ def _finish(report: DatasetReport, problems: ProblemCollector) -> DatasetReport:
     return report
 
 
-# ---------------------------------------------------------------- YAML
-
-def _find_yaml(source: DatasetSource, index: _Index, problems: ProblemCollector) -> tuple[str, dict] | None:
-    candidates = sorted(
-        (p for p in index.size if _suffix(p) in ("yaml", "yml")),
-        key=lambda p: (p.count("/"), posixpath.basename(p).lower() != "data.yaml", p),
-    )
-    if not candidates:
-        problems.error("yaml_missing", "no dataset YAML (data.yaml or *.yaml with train/val/names) found")
-        return None
-    contents = source.read_files(candidates[:20])
-    first_problem: tuple[str, str, str] | None = None
-    for path in candidates[:20]:
-        raw = contents.get(path)
-        if isinstance(raw, Exception) or raw is None:
-            first_problem = first_problem or ("unreadable", f"cannot read YAML: {raw}", path)
-            continue
-        if not raw.strip():
-            first_problem = first_problem or ("empty_file", "the YAML file is empty", path)
-            continue
-        try:
-            cfg = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            first_problem = first_problem or ("yaml_invalid", f"YAML does not parse: {exc}".splitlines()[0], path)
-            continue
-        if isinstance(cfg, dict) and ("train" in cfg or "val" in cfg) and ("names" in cfg or "nc" in cfg):
-            return path, cfg
-        first_problem = first_problem or ("yaml_invalid", "YAML has no train/val and names/nc entries", path)
-    code, message, path = first_problem or ("yaml_missing", "no dataset YAML found", "")
-    problems.error(code, message, source.key_for(path) if path else None)
-    return None
-
-
-def _names(cfg: dict, problems: ProblemCollector, key: str) -> list[str]:
-    raw, nc = cfg.get("names"), cfg.get("nc")
-    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
-        problems.error("names_invalid", f"nc must be a positive integer, got {nc!r}", key)
-        nc = None
-    if raw is None:
-        if nc is None:
-            problems.error("names_missing", "the YAML has neither 'names' nor 'nc'", key)
-            return []
-        problems.warning("names_missing", f"no 'names': classes are called class0..class{nc - 1}", key)
-        return [f"class{i}" for i in range(nc)]
-    if isinstance(raw, list):
-        names = [str(n) for n in raw]
-    elif isinstance(raw, dict):
-        try:
-            ids = sorted(int(k) for k in raw)
-        except (TypeError, ValueError):
-            problems.error("names_invalid", "names keys must be class ids 0..n-1", key)
-            return []
-        if ids != list(range(len(ids))):
-            problems.error("names_invalid", f"names ids must be 0..{len(ids) - 1} without gaps, got {ids[:10]}", key)
-            return []
-        names = [str(raw.get(i, raw.get(str(i)))) for i in ids]
-    else:
-        problems.error("names_invalid", f"names must be a list or a mapping, got {type(raw).__name__}", key)
+def _auto_split(splits: list[_Split], fraction: float, report: DatasetReport) -> list[_Split]:
+    """No val split: move the train images that choose_val picks (by file-name hash) to a new val split."""
+    train = next((s for s in splits if s.name == "train"), None)
+    if train is None or not train.images:
         return []
-    if not names:
-        problems.error("names_invalid", "names is empty", key)
-    if nc is not None and nc != len(names):
-        problems.error("nc_mismatch", f"nc is {nc} but names has {len(names)} entries", key)
-    if len(set(names)) != len(names):
-        problems.warning("names_duplicate", "names contains duplicates", key)
-    return names
+    picked = choose_val(train.images, fraction)
+    val = _Split("val", images=[p for p in train.images if p in picked])
+    train.images = [p for p in train.images if p not in picked]
+    report.auto_split = AutoSplit(fraction=fraction, train=len(train.images), val=len(val.images))
+    return [val]
 
 
-def _root(cfg: dict, yaml_path: str, index: _Index) -> str:
-    base = posixpath.dirname(yaml_path)
-    path = cfg.get("path")
-    # `path` written on the exporter's machine (absolute, or relative to its datasets dir) means nothing
-    # here; use it only when it names a directory of this dataset.
-    if isinstance(path, str) and path and not path.startswith("/"):
-        candidate = posixpath.normpath(posixpath.join(base, path))
-        if candidate == ".":
-            return ""
-        if not candidate.startswith("..") and candidate in index.dirs:
-            return candidate
-    return base
-
-
-def _locate(ref: str, root: str, index: _Index, *, also: str | None = None) -> str | None:
+def _locate(ref: str, root: str, index: Index, *, also: str | None = None) -> str | None:
     """Resolve a YAML/list path to a file or directory of the listing, Ultralytics-style: relative to the
     dataset root; Roboflow's `../train/images` also tried without the leading `../`; absolute paths
     by their longest suffix that exists here."""
@@ -239,7 +173,7 @@ def _locate(ref: str, root: str, index: _Index, *, also: str | None = None) -> s
     return None
 
 
-def _resolve_split(name: str, value: Any, root: str, index: _Index, source: DatasetSource,
+def _resolve_split(name: str, value: Any, root: str, index: Index, source: DatasetSource,
                    problems: ProblemCollector, yaml_key: str) -> _Split:
     split = _Split(name)
     refs = value if isinstance(value, list) else [value]
@@ -255,17 +189,17 @@ def _resolve_split(name: str, value: Any, root: str, index: _Index, source: Data
             split.images += _read_image_list(found, root, index, source, problems)
         else:
             for path in index.under(found):
-                suffix = _suffix(path)
-                if suffix in IMAGE_SUFFIXES:
+                ext = suffix(path)
+                if ext in IMAGE_SUFFIXES:
                     split.images.append(path)
-                elif suffix != "txt" and posixpath.basename(path).lower() not in IGNORED_NAMES:
+                elif ext != "txt" and posixpath.basename(path).lower() not in IGNORED_NAMES:
                     # .txt next to images are labels (no /images/ dir) and are checked with them.
-                    problems.warning("unknown_extension", f"not an image format YOLO reads (.{suffix})",
+                    problems.warning("unknown_extension", f"not an image format YOLO reads (.{ext})",
                                      source.key_for(path))
     return split
 
 
-def _read_image_list(path: str, root: str, index: _Index, source: DatasetSource,
+def _read_image_list(path: str, root: str, index: Index, source: DatasetSource,
                      problems: ProblemCollector) -> list[str]:
     raw = source.read_files([path])[path]
     if isinstance(raw, Exception):
@@ -288,7 +222,7 @@ def _read_image_list(path: str, root: str, index: _Index, source: DatasetSource,
             found = _locate(ref, root, index, also=posixpath.dirname(path))
         if found is None or found not in index.size:
             problems.error("image_missing", f"line {n}: image '{ref}' is not in the dataset", source.key_for(path))
-        elif _suffix(found) not in IMAGE_SUFFIXES:
+        elif suffix(found) not in IMAGE_SUFFIXES:
             problems.warning("unknown_extension", f"line {n}: '{ref}' is not an image format YOLO reads",
                              source.key_for(path))
         else:
@@ -298,11 +232,12 @@ def _read_image_list(path: str, root: str, index: _Index, source: DatasetSource,
 
 # ---------------------------------------------------------------- images and labels
 
-def _check_images_and_labels(splits: list[_Split], index: _Index, source: DatasetSource, names: list[str],
-                             problems: ProblemCollector, report: DatasetReport) -> None:
+def _check_images_and_labels(splits: list[_Split], index: Index, source: DatasetSource, names: list[str],
+                             problems: ProblemCollector, report: DatasetReport, label_sample: int | None) -> None:
     key = source.key_for
     nc = len(names)
     wanted: dict[str, list[tuple[_Split, str]]] = {}
+    owners: list[dict[str, str]] = []
     for split in splits:
         owner: dict[str, str] = {}  # label path -> first image
         for image in split.images:
@@ -322,26 +257,39 @@ def _check_images_and_labels(splits: list[_Split], index: _Index, source: Datase
                 wanted.setdefault(label, []).append((split, image))
             else:
                 split.stats.backgrounds += 1
-        # Label files in the split's label folders that belong to no image.
-        label_dirs = {posixpath.dirname(lbl) for lbl in owner}
-        image_dirs = {posixpath.dirname(img) for img in owner.values()}
-        for d in label_dirs - image_dirs:
-            for path in index.under(d):
-                if posixpath.dirname(path) != d or path in owner:
-                    continue
-                if _suffix(path) != "txt":
-                    if posixpath.basename(path).lower() not in IGNORED_NAMES:
-                        problems.warning("unknown_extension", f"unexpected file in a label folder (.{_suffix(path)})",
-                                         key(path))
-                else:
-                    problems.warning("orphan_label", "label file without a matching image", key(path))
+        owners.append(owner)
+    # Label files in the splits' label folders that belong to no image (of any split: an automatic
+    # split takes val images out of train's folders).
+    owned = {lbl for owner in owners for lbl in owner}
+    label_dirs = {posixpath.dirname(lbl) for owner in owners for lbl in owner}
+    image_dirs = {posixpath.dirname(img) for owner in owners for img in owner.values()}
+    for d in sorted(label_dirs - image_dirs):
+        for path in index.under(d):
+            if posixpath.dirname(path) != d or path in owned:
+                continue
+            if suffix(path) != "txt":
+                if posixpath.basename(path).lower() not in IGNORED_NAMES:
+                    problems.warning("unknown_extension", f"unexpected file in a label folder (.{suffix(path)})",
+                                     key(path))
+            else:
+                problems.warning("orphan_label", "label file without a matching image", key(path))
 
-    contents = source.read_files(list(wanted))
+    to_read = _labels_to_read(list(wanted), source, label_sample)
+    report.labels_total, report.labels_checked = len(wanted), len(to_read)
+    report.label_check = "full" if len(to_read) == len(wanted) else "sampled"
+    contents = source.read_files(to_read)
     counts: Counter[int] = Counter()
     kinds: Counter[str] = Counter()
     for label, users in wanted.items():
+        if label not in contents:  # not in the sample: the listing's size still tells labelled from empty
+            for split, _image in users:
+                if index.size[label] > 0:
+                    split.stats.labels += 1
+                else:
+                    split.stats.backgrounds += 1
+            continue
         raw = contents.get(label)
-        rows = _parse_label(label, raw, nc, problems, key(label), kinds)
+        rows = parse_label(label, raw, nc, problems, key(label), kinds)
         for split, _image in users:
             if rows:
                 split.stats.labels += 1
@@ -356,58 +304,22 @@ def _check_images_and_labels(splits: list[_Split], index: _Index, source: Datase
     report.task = "segment" if kinds["polygon"] else "detect"
 
 
-def _parse_label(path: str, raw: bytes | Exception | None, nc: int, problems: ProblemCollector, key: str,
-                 kinds: Counter[str]) -> list[int]:
-    """Class ids of the label's valid rows; every bad row is one problem."""
-    if raw is None or isinstance(raw, Exception):
-        problems.error("unreadable", f"cannot read label file: {raw}", key)
-        return []
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        problems.error("unreadable", "label file is not UTF-8 text", key)
-        return []
-    rows: list[int] = []
-    seen: set[str] = set()
-    for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) == 5:
-            kind = "box"
-        elif len(parts) >= 7 and (len(parts) - 1) % 2 == 0:
-            kind = "polygon"
-        else:
-            problems.error("label_format", f"line {n}: {len(parts)} values; expected 5 (class x y w h) or a class "
-                           "and an even number (>= 6) of polygon coordinates", key)
-            continue
-        try:
-            values = [float(v) for v in parts]
-        except ValueError:
-            problems.error("label_format", f"line {n}: non-numeric value in {line.strip()[:60]!r}", key)
-            continue
-        cls, coords = values[0], values[1:]
-        if not cls.is_integer() or not (0 <= cls < nc):
-            problems.error("class_out_of_range", f"line {n}: class id {parts[0]} is not in 0..{nc - 1}", key)
-            continue
-        if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in coords):
-            problems.error("coords_out_of_range", f"line {n}: coordinates must be normalised to [0, 1]", key)
-            continue
-        if kind == "box" and (coords[2] <= 0 or coords[3] <= 0):
-            problems.warning("zero_size_box", f"line {n}: box with zero width or height", key)
-        canonical = " ".join(parts)
-        if canonical in seen:
-            problems.warning("duplicate_row", f"line {n}: duplicate label row", key)
-            continue
-        seen.add(canonical)
-        kinds[kind] += 1
-        rows.append(int(cls))
-    return rows
+def _labels_to_read(labels: list[str], source: DatasetSource, sample: int | None) -> list[str]:
+    """Every label the source serves for free (inline manifest texts), plus at most `sample` that cost a
+    GET each, picked by name hash so the sample spreads over splits and folders."""
+    is_free = getattr(source, "is_free", None)
+    if sample is None or is_free is None:
+        return labels
+    costly = [p for p in labels if not is_free(p)]
+    if len(costly) <= sample:
+        return labels
+    keep = set(sorted(costly, key=lambda p: (split_key(p), p))[:sample])
+    return [p for p in labels if p in keep or is_free(p)]
 
 
 # ---------------------------------------------------------------- manifest
 
-def _check_manifest(index: _Index, source: DatasetSource, problems: ProblemCollector) -> None:
+def _check_manifest(index: Index, source: DatasetSource, problems: ProblemCollector) -> None:
     if MANIFEST_NAME not in index.size:
         return
     key = source.key_for(MANIFEST_NAME)
