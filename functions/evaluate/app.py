@@ -2,6 +2,7 @@
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from yoloops_core import registry
 from yoloops_core.aws import client
 from yoloops_core.config import get_settings
 from yoloops_core.evaluate import EvaluateEvent, evaluate
@@ -16,4 +17,5 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
     step = parse_model(EvaluateEvent, event, "Evaluate input")
     logger.append_keys(run_id=step.run.run_id, job_name=step.training.job_name)
-    return evaluate(step, settings=settings, store=RunStore(settings.runs_table), s3=client("s3"))
+    return evaluate(step, settings=settings, store=RunStore(settings.runs_table), s3=client("s3"),
+                    registry=registry.from_settings(settings))

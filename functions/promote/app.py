@@ -1,7 +1,8 @@
-"""Promote step: store the model version, then take the champion by conditional write."""
+"""Promote step: store the model bundle, take the champion by conditional write, publish champion/."""
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from yoloops_core import registry
 from yoloops_core.aws import client
 from yoloops_core.config import get_settings
 from yoloops_core.models import parse_model
@@ -16,4 +17,5 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
     step = parse_model(PromoteEvent, event, "Promote input")
     logger.append_keys(run_id=step.run.run_id)
-    return promote(step, bucket=settings.artifacts_bucket, store=RunStore(settings.runs_table), s3=client("s3"))
+    return promote(step, bucket=settings.artifacts_bucket, store=RunStore(settings.runs_table), s3=client("s3"),
+                   registry=registry.from_settings(settings))

@@ -94,9 +94,11 @@ class FakeStore:
     def get_champion(self, dataset):
         return copy.deepcopy(self.champions.get(dataset))
 
-    def put_champion_if_better(self, dataset, run_id, metric, value, metrics, model_key, now=None) -> bool:
+    def put_champion_if_better(self, dataset, run_id, metric, value, metrics, model_key, now=None,
+                               min_improvement=0.0, **fields) -> bool:
         cur = self.champions.get(dataset)
-        if cur is not None and not (cur["metric_value"] < value or cur["run_id"] == run_id):
+        if cur is not None and cur["run_id"] != run_id and not (
+                cur["metric_value"] < value and cur["metric_value"] <= value - min_improvement):
             return False
         prev = cur["run_id"] if cur and cur["run_id"] != run_id else (cur or {}).get("previous_run_id")
         self.champions[dataset] = {"run_id": run_id, "metric": metric, "metric_value": value, "metrics": metrics,

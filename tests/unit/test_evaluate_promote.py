@@ -1,4 +1,8 @@
-"""Evaluate (metrics, fallback, comparison) and Promote (file order, conditional champion write)."""
+"""Evaluate: metrics, fallback, comparison, MinFirstMetric, useless models, registration.
+
+Promote (bundle copy, conditional write, copy failures, repair, registry) is tested against moto in
+tests/adapters/test_promote_moto.py.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import json
 
 import pytest
 from yoloops_core.evaluate import EvaluateEvent, MetricsMissing, evaluate, is_better
-from yoloops_core.promote import PromoteEvent, manual_promote, promote, rollback
 
 from yoloops.local.training import model_archive as tar_gz
 
@@ -81,78 +84,71 @@ def test_missing_metric_everywhere_raises(event, settings, store, s3):
         _evaluate(ev, settings, store, s3)
 
 
-def _promote(ev, store, s3):
-    return promote(PromoteEvent.model_validate(ev), bucket=BUCKET, store=store, s3=s3)
+class FakeRegistry:
+    def __init__(self, fail: bool = False) -> None:
+        self.registered: list[dict] = []
+        self.fail = fail
+
+    def register(self, **kwargs):
+        if self.fail:
+            raise RuntimeError("AccessDenied")
+        self.registered.append(kwargs)
+        return kwargs.get("existing_arn") or f"arn:aws:sagemaker:us-east-1:1:model-package/g/{len(self.registered)}"
 
 
-def _promote_event(event, run_id, value):
-    ev = event("stepfn_promote_better.json")
-    ev["run"] = dict(ev["run"], run_id=run_id)
-    ev["evaluation"] = dict(ev["evaluation"], challenger=value, metrics=dict(ev["evaluation"]["metrics"], **{"mAP50-95": value}),
-                            model_artifacts=f"s3://{BUCKET}/runs/{run_id}/output/{run_id}-a1/output/model.tar.gz")
-    return ev
+def test_min_first_metric_floor_and_reason(event, settings_factory, store, s3):
+    ev = event("stepfn_evaluate_completed.json")  # mAP50-95 0.613
+    _seed(store, ev)
+    out = _evaluate(ev, settings_factory(min_first_metric=0.7), store, s3)
+    assert out["better"] is False and "below MinFirstMetric 0.7" in out["reason"]
+    out = _evaluate(ev, settings_factory(min_first_metric=0.613), store, s3)
+    assert out["better"] is True and "reason" not in out  # reaching the floor exactly is enough
 
 
-def _put_artifact(s3, ev, files):
-    s3.objects[(BUCKET, ev["evaluation"]["model_artifacts"].split("/", 3)[3])] = tar_gz(files)
+def test_zero_map_is_never_promoted_silently(event, settings_factory, store, s3):
+    ev = event("stepfn_evaluate_completed.json")
+    for row in ev["training"]["description"]["FinalMetricDataList"]:
+        row["Value"] = 0.0
+    _seed(store, ev)
+    out = _evaluate(ev, settings_factory(), store, s3)  # MinFirstMetric 0.0: today's behaviour, but loud
+    assert out["better"] is True and "useless" in out["warning"] and "MinFirstMetric" in out["warning"]
+    out = _evaluate(ev, settings_factory(min_first_metric=0.01), store, s3)
+    assert out["better"] is False and "useless" in out["reason"]
 
 
-def test_promote_writes_versions_then_champion(event, store, s3):
-    ev = _promote_event(event, "run-a", 0.6)
-    _put_artifact(s3, ev, {"weights/best.pt": b"A-weights", "metrics.json": b'{"mAP50-95": 0.6}',
-                           "results.csv": b"x"})
-    out = _promote(ev, store, s3)
-    assert out["promoted"] is True
-    assert s3.objects[(BUCKET, "models/pallets/versions/run-a/best.pt")] == b"A-weights"
-    assert s3.objects[(BUCKET, "models/pallets/champion/best.pt")] == b"A-weights"
-    assert s3.objects[(BUCKET, "models/pallets/champion/metrics.json")] == b'{"mAP50-95": 0.6}'
-    puts = [c for c in s3.calls if not c.startswith("get")]
-    assert puts.index("put models/pallets/versions/run-a/best.pt") < puts.index(
-        "copy models/pallets/versions/run-a/best.pt -> models/pallets/champion/best.pt")
-    assert store.get_champion("pallets")["run_id"] == "run-a"
-    assert store.champion_history("pallets")[0]["action"] == "promote"
-    # Re-invoked promote of the same run succeeds again (idempotent).
-    assert _promote(ev, store, s3)["promoted"] is True
+def test_reason_names_min_improvement_and_champion_on_other_metric(event, settings_factory, store, s3):
+    ev = event("stepfn_evaluate_completed.json")
+    _seed(store, ev)
+    store.put_champion_if_better("pallets", "old", "mAP50-95", 0.61, {"mAP50-95": 0.61}, "k")
+    out = _evaluate(ev, settings_factory(min_improvement=0.01), store, s3)
+    assert out["better"] is False and "MinImprovement 0.01" in out["reason"]
+    # A champion promoted under another metric is compared on its recorded metrics.
+    store.champions["pallets"].update(metric="mAP50", metric_value=0.99)
+    out = _evaluate(ev, settings_factory(), store, s3)
+    assert out["champion"] == pytest.approx(0.61) and out["better"] is True
+    store.champions["pallets"]["metrics"] = {"mAP50": 0.99}
+    out = _evaluate(ev, settings_factory(), store, s3)
+    assert out["better"] is False and "no mAP50-95" in out["reason"]
 
 
-def test_worse_model_finishing_later_cannot_replace_better(event, store, s3):
-    better, worse = _promote_event(event, "run-better", 0.7), _promote_event(event, "run-worse", 0.6)
-    _put_artifact(s3, better, {"best.pt": b"better"})
-    _put_artifact(s3, worse, {"best.pt": b"worse"})
-    assert _promote(better, store, s3)["promoted"] is True
-    out = _promote(worse, store, s3)  # both were "better" than the champion they each saw
-    assert out["promoted"] is False and "run-better" in out["reason"]
-    assert store.get_champion("pallets")["run_id"] == "run-better"
-    assert s3.objects[(BUCKET, "models/pallets/champion/best.pt")] == b"better"
-    # The loser's files are still kept as a version.
-    assert s3.objects[(BUCKET, "models/pallets/versions/run-worse/best.pt")] == b"worse"
-    # metrics.json absent from the artifact: written from the evaluation.
-    assert json.loads(s3.objects[(BUCKET, "models/pallets/versions/run-worse/metrics.json")])["mAP50-95"] == 0.6
+def test_every_evaluated_model_is_registered(event, settings_factory, store, s3):
+    ev = event("stepfn_evaluate_completed.json")
+    _seed(store, ev)
+    reg = FakeRegistry()
+    out = evaluate(EvaluateEvent.model_validate(ev), settings=settings_factory(), store=store, s3=s3, registry=reg)
+    assert reg.registered[0]["status"] == "PendingManualApproval"  # Promote decides
+    assert reg.registered[0]["properties"]["mAP50-95"] == pytest.approx(0.613)
+    assert out["model_package_arn"] and store.get_run(ev["run"]["run_id"])["model_package_arn"] == out["model_package_arn"]
+    # Re-invoked Evaluate reuses the recorded package (no duplicate); a worse model is Rejected.
+    store.put_champion_if_better("pallets", "old", "mAP50-95", 0.9, {"mAP50-95": 0.9}, "k")
+    again = evaluate(EvaluateEvent.model_validate(ev), settings=settings_factory(), store=store, s3=s3, registry=reg)
+    assert reg.registered[1]["existing_arn"] == out["model_package_arn"] and reg.registered[1]["status"] == "Rejected"
+    assert again["model_package_arn"] == out["model_package_arn"]
 
 
-def test_artifact_without_best_pt_fails_before_touching_the_champion(event, store, s3):
-    ev = _promote_event(event, "run-x", 0.9)
-    _put_artifact(s3, ev, {"metrics.json": b"{}"})
-    with pytest.raises(Exception, match=r"no best\.pt"):
-        _promote(ev, store, s3)
-    assert store.get_champion("pallets") is None
-
-
-def test_manual_promote_and_rollback_move_files_and_record(event, store, s3):
-    a, b = _promote_event(event, "run-a", 0.5), _promote_event(event, "run-b", 0.7)
-    _put_artifact(s3, a, {"best.pt": b"A"})
-    _put_artifact(s3, b, {"best.pt": b"B"})
-    for ev in (a, b):
-        from yoloops_core.models import RunContext
-
-        store.create_run(RunContext.model_validate(ev["run"]))
-        _promote(ev, store, s3)
-    assert s3.objects[(BUCKET, "models/pallets/champion/best.pt")] == b"B"
-    rollback("pallets", bucket=BUCKET, store=store, s3=s3)
-    assert store.get_champion("pallets")["run_id"] == "run-a"
-    assert s3.objects[(BUCKET, "models/pallets/champion/best.pt")] == b"A"
-    manual_promote("run-b", bucket=BUCKET, store=store, s3=s3)
-    assert store.get_champion("pallets")["run_id"] == "run-b"
-    assert s3.objects[(BUCKET, "models/pallets/champion/best.pt")] == b"B"
-    with pytest.raises(ValueError, match="unknown run"):
-        manual_promote("nope", bucket=BUCKET, store=store, s3=s3)
+def test_registry_failure_is_reported_not_fatal(event, settings_factory, store, s3):
+    ev = event("stepfn_evaluate_completed.json")
+    _seed(store, ev)
+    out = evaluate(EvaluateEvent.model_validate(ev), settings=settings_factory(), store=store, s3=s3,
+                   registry=FakeRegistry(fail=True))
+    assert out["better"] is True and "AccessDenied" in out["registry_error"]

@@ -75,15 +75,77 @@ def read_metrics_json(s3: Any, model_artifacts: str) -> dict[str, float]:
     return {}
 
 
-def is_better(challenger: float, champion: float | None, min_improvement: float) -> bool:
-    """The first model of a dataset is better; later ones must beat the champion by min_improvement."""
+def is_better(challenger: float, champion: float | None, min_improvement: float,
+              min_first_metric: float = 0.0) -> bool:
+    """The first model must reach min_first_metric; later ones must beat the champion by min_improvement.
+
+    Written as the champion's conditional write evaluates it (champion < new and champion <= new - min),
+    so the decision here and the write in DynamoDB never disagree on a boundary.
+    """
     if champion is None:
-        return True
-    delta = challenger - champion
-    return delta > 0 and delta >= min_improvement
+        return challenger >= min_first_metric
+    return champion < challenger and champion <= challenger - min_improvement
 
 
-def evaluate(event: EvaluateEvent, *, settings: Settings, store: Any, s3: Any,
+def verdict(metric: str, value: float, champion: float | None, settings: Settings,
+            champion_has_metric: bool = True) -> tuple[bool, str | None, str | None]:
+    """(better, reason when not better, warning). A model at exactly 0 is never promoted silently."""
+    useless = f"{metric} is exactly 0: this model detects nothing and is useless" if value == 0 else None
+    if not champion_has_metric:
+        return False, f"the champion has no {metric} to compare with; promote by hand if wanted", useless
+    better = is_better(value, champion, settings.min_improvement, settings.min_first_metric)
+    if better:
+        warning = None
+        if useless:
+            warning = f"{useless}; it became champion only because MinFirstMetric is {settings.min_first_metric:g}"
+        return True, None, warning
+    if useless:
+        return False, useless, useless
+    if champion is None:
+        return False, (f"first model of the dataset: {metric} {value:.4f} is below MinFirstMetric "
+                       f"{settings.min_first_metric:g}"), None
+    if value > champion:
+        return False, (f"{metric} {value:.4f} beats the champion's {champion:.4f} by {value - champion:+.4f}, "
+                       f"less than MinImprovement {settings.min_improvement:g}"), None
+    return False, f"{metric} {value:.4f} is not better than the champion's {champion:.4f}", None
+
+
+def _champion_value(champion: dict[str, Any] | None, metric: str) -> tuple[float | None, bool]:
+    """(the champion's value on `metric`, whether it has one). A champion promoted under another
+    PromotionMetric is compared on its recorded metrics, as the conditional write does."""
+    if not champion:
+        return None, True
+    if champion.get("metric") in (None, metric) and isinstance(champion.get("metric_value"), (int, float)):
+        return float(champion["metric_value"]), True
+    value = _numeric(champion.get("metrics") or {}).get(metric)
+    return value, value is not None
+
+
+def register_model(registry: Any, run: RunContext, *, job_name: str, artifacts: str | None, metric: str,
+                   metrics: dict[str, float], better: bool, reason: str | None,
+                   existing_arn: str | None) -> tuple[str | None, str | None]:
+    """Register the evaluated model (Rejected, or Pending until Promote decides); (arn, error).
+
+    A registry failure does not lose the run's result: the error goes into the result and the
+    notification, and Promote / the watchdog's repair sync the approval later."""
+    from yoloops_core.registry import PENDING, REJECTED
+
+    if registry is None or not artifacts:
+        return existing_arn, None
+    props = {"job_name": job_name, "dataset_version": run.dataset.version, "promotion_metric": metric,
+             "base_weights": run.base_weights or "scratch", **metrics}
+    try:
+        arn = registry.register(dataset=run.dataset.name, run_id=run.run_id, model_data_url=artifacts,
+                                image_uri=run.image_uri, status=PENDING if better else REJECTED,
+                                properties=props, description="" if better else (reason or "not better")[:1024],
+                                existing_arn=existing_arn)
+        return arn, None
+    except Exception as exc:  # reported, never dropped: see the docstring
+        logger.exception("model registry: registration failed", extra={"run_id": run.run_id})
+        return existing_arn, f"model registry: {type(exc).__name__}: {exc}"[:500]
+
+
+def evaluate(event: EvaluateEvent, *, settings: Settings, store: Any, s3: Any, registry: Any = None,
              now: datetime | None = None) -> dict[str, Any]:
     run, desc = event.run, event.training.description
     metric = settings.promotion_metric
@@ -102,25 +164,34 @@ def evaluate(event: EvaluateEvent, *, settings: Settings, store: Any, s3: Any,
             raise MetricsMissing(f"job {event.training.job_name}: {metric!r} is neither in FinalMetricDataList "
                                  f"nor in metrics.json of {artifacts}")
     champion = store.get_champion(run.dataset.name)
-    champion_value = float(champion["metric_value"]) if champion and champion.get("metric_value") is not None \
-        else None
+    champion_value, comparable = _champion_value(champion, metric)
     champion_metrics = _numeric((champion or {}).get("metrics") or {})
     value = metrics[metric]
-    better = is_better(value, champion_value, settings.min_improvement)
+    better, reason, warning = verdict(metric, value, champion_value, settings, comparable)
     delta = None if champion_value is None else value - champion_value
     deltas = {k: metrics[k] - champion_metrics[k] for k in metrics if k in champion_metrics}
     store.record_attempt_billing(run.run_id, event.attempt.number, budget.billable_seconds(desc))
+    record = store.get_run(run.run_id) or {}
+    package_arn, registry_error = register_model(
+        registry, run, job_name=event.training.job_name, artifacts=artifacts, metric=metric, metrics=metrics,
+        better=better, reason=reason, existing_arn=record.get("model_package_arn"))
     store.update_run(
         run.run_id, now=now, status=RunStatus.EVALUATING, metrics=metrics, champion_metrics=champion_metrics,
-        delta=delta, note=f"{metric}={value:.4f} vs champion "
-        f"{'none' if champion_value is None else f'{champion_value:.4f}'}: {'better' if better else 'not better'}",
+        delta=delta, model_package_arn=package_arn, note=f"{metric}={value:.4f} vs champion "
+        f"{'none' if champion_value is None else f'{champion_value:.4f}'}: {'better' if better else 'not better'}"
+        + (f" ({reason})" if reason else "") + (f"; {registry_error}" if registry_error else ""),
     )
     logger.info("evaluated", extra={"run_id": run.run_id, "metric": metric, "value": value,
                                     "champion": champion_value, "better": better, "source": source})
-    return {
+    result = {
         "better": better, "run_id": run.run_id, "dataset": run.dataset.name, "job_name": event.training.job_name,
         "metric": metric, "challenger": value, "champion": champion_value, "delta": delta, "deltas": deltas,
-        "min_improvement": settings.min_improvement, "metrics": metrics, "metrics_source": source,
+        "min_improvement": settings.min_improvement, "min_first_metric": settings.min_first_metric,
+        "metrics": metrics, "metrics_source": source,
         "champion_metrics": champion_metrics, "champion_run_id": (champion or {}).get("run_id"),
-        "model_artifacts": artifacts,
+        "model_artifacts": artifacts, "model_package_arn": package_arn,
     }
+    for key, text in (("reason", reason), ("warning", warning), ("registry_error", registry_error)):
+        if text:
+            result[key] = text
+    return result

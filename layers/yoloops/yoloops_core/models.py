@@ -112,6 +112,9 @@ class RunRequest(BaseModel):
     trigger: Trigger
     image_tag: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
     hyperparameters: dict[str, str] = Field(default_factory=dict)
+    # Base weights for this run ("champion", a .pt name/key under models/pretrained/); overrides the
+    # manifest's and the stack's BaseWeights (yoloops_core.weights).
+    weights: str | None = Field(None, max_length=1024)
 
     @field_validator("hyperparameters")
     @classmethod
@@ -167,6 +170,7 @@ class RunContext(BaseModel):
     needs_image_check: bool = False
     image_poll_seconds: int = 30
     hyperparameters: dict[str, str] = Field(default_factory=dict)
+    base_weights: str | None = None  # S3 key of the .pt the run starts from; None = the model YAML
     started_at: str  # ISO-8601 UTC
 
 

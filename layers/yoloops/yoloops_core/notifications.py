@@ -25,6 +25,7 @@ class Notification(BaseModel):
     links: dict[str, str] = Field(default_factory=dict)
     reason: str | None = None
     report: dict[str, Any] | None = None
+    base_weights: str | None = None  # S3 key of the .pt the run started from, or "scratch:<model yaml>"
 
     @property
     def subject(self) -> str:

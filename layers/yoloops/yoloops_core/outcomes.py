@@ -140,9 +140,15 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher,
         if promotion.get("promoted") is True:
             status, etype = RunStatus.PROMOTED, EventType.PROMOTED
             text = f"New champion for {label}: {shown} ({vs})."
+            if _s(evaluation.get("warning")):  # e.g. exactly 0 mAP: never promoted silently
+                text += f" Warning: {evaluation['warning']}"
         else:
             status, etype = RunStatus.KEPT, EventType.KEPT
-            why = _s(_d(promotion.get("result")).get("reason")) or "not better than the champion"
+            # Evaluate's reason (floor, min improvement, useless model) is more precise than the ASL's
+            # KeepChampion default; Promote's (lost the conditional write) wins when there is one.
+            result_reason = _s(_d(promotion.get("result")).get("reason"))
+            why = (result_reason if _d(promotion.get("result")).get("run_id") else None) \
+                or _s(evaluation.get("reason")) or result_reason or "not better than the champion"
             reason = why
             text = f"Champion kept for {label}: challenger {shown} ({vs}); {why}."
         note = _s(_d(_d(state.get("validation")).get("report")).get("layout_note"))

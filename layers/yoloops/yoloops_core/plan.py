@@ -7,6 +7,7 @@ from typing import Any
 from yoloops_core.config import Settings
 from yoloops_core.metrics import METRIC_DEFINITIONS
 from yoloops_core.models import AttemptState, RunContext, job_name
+from yoloops_core.weights import channel, file_name
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 
@@ -14,12 +15,30 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 def hyperparameters(run: RunContext, settings: Settings) -> dict[str, str]:
     """Stack defaults (model, epochs, then DEFAULT_HYPERPARAMETERS), overridden by the run's own.
 
-    SageMaker wants every value a string.
+    With base weights, `model` is their file name in the `weights` channel (the container loads
+    /opt/ml/input/data/weights/<model>), whatever model YAML was configured. SageMaker wants strings.
     """
     merged = {"model": settings.default_model, "epochs": str(settings.default_epochs),
               **settings.default_hyperparameters}
     merged.update({k: str(v) for k, v in run.hyperparameters.items()})
+    if run.base_weights:
+        merged["model"] = file_name(run.base_weights)
     return merged
+
+
+def input_channels(run: RunContext, bucket: str) -> list[dict[str, Any]]:
+    """`train` = the dataset version; `weights` = the single .pt the run starts from, when it has one."""
+    channels: list[dict[str, Any]] = [{
+        "ChannelName": "train",
+        "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix",
+            "S3Uri": f"s3://{bucket}/{run.dataset.key}",
+            "S3DataDistributionType": "FullyReplicated",
+        }},
+    }]
+    if run.base_weights:
+        channels.append(channel(bucket, run.base_weights))
+    return channels
 
 
 def build_plan(run: RunContext, image_uri: str, settings: Settings) -> dict[str, Any]:
@@ -40,14 +59,7 @@ def build_plan(run: RunContext, image_uri: str, settings: Settings) -> dict[str,
             "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
         },
         "hyperparameters": hyperparameters(run, settings),
-        "input_data_config": [{
-            "ChannelName": "train",
-            "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": f"s3://{bucket}/{run.dataset.key}",
-                "S3DataDistributionType": "FullyReplicated",
-            }},
-        }],
+        "input_data_config": input_channels(run, bucket),
         "output_data_config": {"S3OutputPath": f"s3://{bucket}/runs/{run.run_id}/output/"},
         "resource_config": {
             "InstanceType": settings.instance_type,

@@ -34,6 +34,8 @@ from yoloops_core.models import (
 )
 from yoloops_core.notifications import Notification, Publisher, publish
 from yoloops_core.plan import build_plan, first_attempt
+from yoloops_core.weights import record_value as weights_record
+from yoloops_core.weights import resolve_request as resolve_run_weights
 
 logger = Logger(child=True)
 
@@ -114,10 +116,14 @@ def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: 
         # Re-invoked step: keep the original start time so month and duration stay right.
         existing = store.get_run(run.run_id) or {}
         run.started_at = existing.get("started_at") or run.started_at
+    # Before the dataset: missing base weights stop the run here (BaseWeightsNotFound -> NotifyFailure).
+    run.base_weights = resolve_run_weights(request, settings, store=store, s3=s3)
     report = (validator or _default_validator(settings))(settings.artifacts_bucket, request.dataset, s3)
     valid = bool(report.valid)
     report_dict = report.model_dump(mode="json")
-    store.update_run(run.run_id, now=now, note="dataset valid" if valid else "dataset rejected")
+    store.update_run(run.run_id, now=now, note="dataset valid" if valid else "dataset rejected",
+                     base_weights=weights_record(run.base_weights,
+                                                 request.hyperparameters.get("model") or settings.default_model))
     logger.info("dataset validated", extra={"run_id": run.run_id, "valid": valid})
     return {
         "run": run.model_dump(mode="json"),
