@@ -1,4 +1,5 @@
-"""SNS -> Slack: render each notification as Block Kit and POST it to the webhook (URL from Secrets Manager).
+"""SNS -> Slack: a thread per run through the Web API when a bot token and channel are set, else Block Kit
+POSTed to the incoming webhook. Secrets come from Secrets Manager (cached).
 
 Raising after the bounded retries is deliberate: Lambda retries the async invocation, then the DLQ keeps it.
 """
@@ -6,8 +7,9 @@ Raising after the bounded retries is deliberate: Lambda retries the async invoca
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from yoloops_core.config import ConfigError, get_settings
-from yoloops_core.slack import deliver, get_webhook_url
+from yoloops_core.aws import secret
+from yoloops_core.config import get_settings
+from yoloops_core.slack_thread import slack_delivery
 
 logger = Logger()
 
@@ -15,9 +17,6 @@ logger = Logger()
 @logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=SNSEvent)
 def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict:
-    settings = get_settings()
-    if not settings.slack_webhook_secret_arn:
-        raise ConfigError("SLACK_WEBHOOK_SECRET_ARN is not set")
-    url = get_webhook_url(settings.slack_webhook_secret_arn)
-    delivered = [deliver(record.sns.message, url) for record in event.records]
+    send = slack_delivery(get_settings(), read_secret=secret)
+    delivered = [send(record.sns.message) for record in event.records]
     return {"delivered": len(delivered)}

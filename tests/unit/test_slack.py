@@ -120,3 +120,46 @@ def test_sub_cent_costs_keep_their_digits():
     from yoloops_core.pricing import format_usd
 
     assert format_usd(0.0008) == "$0.0008" and format_usd(1.5) == "$1.50" and format_usd(0) == "$0.00"
+
+
+# ------------------------------------------------------------------ mrkdwn escaping (user-supplied strings)
+
+def _all_text(payload) -> str:
+    return json.dumps(payload)
+
+
+def test_a_dataset_named_channel_does_not_ping_the_channel():
+    hostile = "<!channel>"
+    payload = render({
+        "event_type": "dataset.rejected", "run_id": "ds-x-1", "dataset": hostile, "version": "<@U0123> & co",
+        "text": f"Dataset {hostile} rejected: label text <!here> in labels/a.txt",
+        "reason": "class name <https://evil.example|click me> is not in names",
+        "report": {"problems": ["labels/<!everyone>.txt: bad class"], "note": "``` escape ```"},
+        "links": {"execution": "https://console.aws.amazon.com/states?x=1&y=<!channel>|fake"},
+    })
+    text = _all_text(payload)
+    for raw in ("<!channel>", "<!here>", "<!everyone>", "<@U0123>", "<https://evil.example|click me>"):
+        assert raw not in text, raw
+    assert "&lt;!channel&gt;" in text and "&lt;@U0123&gt; &amp; co" in text
+    fields = {f["text"].split("\n")[0].strip("*"): f["text"].split("\n")[1]
+              for b in payload["blocks"] if "fields" in b for f in b["fields"]}
+    assert fields["Dataset"] == "&lt;!channel&gt; &lt;@U0123&gt; &amp; co"
+    assert payload["text"].startswith("Dataset &lt;!channel&gt; rejected")  # the notification fallback too
+    report = next(b for b in payload["blocks"] if "*Report*" in b.get("text", {}).get("text", ""))["text"]["text"]
+    assert report.startswith("*Report*\n```") and report.endswith("```") and report.count("```") == 2
+    # Our own link survives as one link whose URL cannot open a second one.
+    context = next(b for b in payload["blocks"] if b["type"] == "context")["elements"][0]["text"]
+    assert context.count("<") == 1 and context.endswith("|Execution>") and "%7Cfake" in context
+    assert "x=1&amp;y=&lt;!channel&gt;" in context
+
+
+def test_plain_text_and_alarm_messages_are_escaped_too():
+    assert payload_for("budget <!channel> & more") == {"text": "budget &lt;!channel&gt; &amp; more"}
+    alarm = payload_for(json.dumps({"AlarmName": "a<!here>", "NewStateValue": "ALARM", "NewStateReason": "x > 1"}))
+    assert "<!here>" not in alarm["text"] and "x &gt; 1" in alarm["text"]
+
+
+def test_escaping_keeps_ordinary_text_readable():
+    payload = render({"event_type": "model.promoted", "dataset": "pallets", "version": "2026-11-28",
+                      "text": "New champion for pallets 2026-11-28: mAP50-95 0.61"})
+    assert payload["text"] == "New champion for pallets 2026-11-28: mAP50-95 0.61"

@@ -1,6 +1,9 @@
 """Slack delivery: notification JSON -> Block Kit -> POST to the incoming webhook, with bounded retries.
 
 Failure after the retries raises: Lambda's async retries try again, then the DLQ keeps the message.
+Every string that can come from a user (dataset names, versions, label text, report lines, reasons,
+release names: anything in a notification) is escaped for Slack mrkdwn, so a dataset called
+`<!channel>` is shown, never obeyed. (Threads through the Web API: yoloops_core.slack_thread.)
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from yoloops_core.pricing import format_usd
+from yoloops_core.weights import describe as describe_weights
 
 logger = Logger(child=True)
 
@@ -65,6 +69,17 @@ def webhook_url_from_secret(secret: str) -> str:
     return value
 
 
+def escape(text: object) -> str:
+    """Slack's three control characters as entities (https://api.slack.com/reference/surfaces/formatting):
+    `<!channel>`, `<@U123>` and `<url|label>` only exist when written with raw `<` and `>`."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link(url: object, label: str) -> str:
+    # A URL cannot break out of its <...|...> once `<`, `>` are escaped and `|` is percent-encoded.
+    return f"<{escape(url).replace('|', '%7C')}|{label}>"
+
+
 def _fmt_duration(seconds: float) -> str:
     s = int(seconds)
     h, rem = divmod(s, 3600)
@@ -80,12 +95,13 @@ def render(message: dict[str, Any]) -> dict[str, Any]:
     """Block Kit payload (header, fields, optional reason/report, context links) + fallback `text`."""
     etype = str(message.get("event_type") or "")
     title = f"{EMOJI.get(etype, ':information_source:')} {TITLE.get(etype, etype or 'yoloops')}"
-    text = str(message.get("text") or title)
+    raw_text = str(message.get("text") or title)
+    text = escape(raw_text)
     fields = []
     if message.get("dataset"):
-        fields.append(_field("Dataset", f"{message['dataset']} {message.get('version') or ''}".strip()))
+        fields.append(_field("Dataset", escape(f"{message['dataset']} {message.get('version') or ''}".strip())))
     if message.get("run_id"):
-        fields.append(_field("Run", f"`{message['run_id']}`"))
+        fields.append(_field("Run", f"`{escape(message['run_id'])}`"))
     metrics = message.get("metrics") or {}
     delta = message.get("delta") or {}
     for name in ("mAP50-95", "mAP50"):
@@ -101,19 +117,23 @@ def render(message: dict[str, Any]) -> dict[str, Any]:
         fields.append(_field("Duration", _fmt_duration(message["duration_s"])))
     if isinstance(message.get("cost_usd"), (int, float)):
         fields.append(_field("Cost", format_usd(message["cost_usd"])))
+    if message.get("base_weights"):
+        fields.append(_field("Base weights", escape(describe_weights(str(message["base_weights"])))))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
     ]
     if fields:
         blocks.append({"type": "section", "fields": fields[:10]})
-    if message.get("reason") and message.get("reason") not in text:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Reason*\n{message['reason']}"[:3000]}})
+    if message.get("reason") and str(message.get("reason")) not in raw_text:
+        blocks.append({"type": "section",
+                       "text": {"type": "mrkdwn", "text": f"*Reason*\n{escape(message['reason'])}"[:3000]}})
     if isinstance(message.get("report"), dict):
-        report = json.dumps(message["report"], indent=1)[:2900]
+        # Label text and file names are in here; no ``` inside may close the code block early.
+        report = escape(json.dumps(message["report"], indent=1)).replace("```", "` ` `")[:2900]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Report*\n```{report}```"}})
     link_names = {"execution": "Execution", "training_job": "Training job", "logs": "Logs"}
-    links = [f"<{url}|{link_names.get(k, k)}>" for k, url in (message.get("links") or {}).items() if url]
+    links = [_link(url, link_names.get(k, escape(k))) for k, url in (message.get("links") or {}).items() if url]
     if links:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]})
     return {"text": text, "blocks": blocks}
@@ -129,9 +149,9 @@ def payload_for(sns_message: str) -> dict[str, Any]:
         return render(message)
     if isinstance(message, dict) and "AlarmName" in message:
         # CloudWatch alarms (failed executions, DLQ depth) share the topic.
-        return {"text": f":rotating_light: Alarm *{message.get('AlarmName')}* is {message.get('NewStateValue')}: "
-                        f"{message.get('NewStateReason', '')}"[:39000]}
-    return {"text": str(sns_message)[:39000]}
+        return {"text": f":rotating_light: Alarm *{escape(message.get('AlarmName'))}* is "
+                        f"{escape(message.get('NewStateValue'))}: {escape(message.get('NewStateReason', ''))}"[:39000]}
+    return {"text": escape(sns_message)[:39000]}
 
 
 def _retry_after(headers: dict[str, str], attempt: int) -> float:
