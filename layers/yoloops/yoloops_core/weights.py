@@ -92,7 +92,8 @@ def _exists(s3: Any, bucket: str, key: str) -> bool:
         return True
     except Exception as exc:
         code = str(getattr(exc, "response", {}).get("Error", {}).get("Code") or "")
-        if code in ("404", "NoSuchKey", "NotFound") or isinstance(exc, KeyError):
+        # S3 answers a HEAD of a missing key with 403 to a caller that may not list the prefix.
+        if code in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden") or isinstance(exc, KeyError):
             return False
         raise
 
@@ -115,7 +116,7 @@ def resolve(spec: str | None, *, dataset: str, bucket: str, store: Any, s3: Any)
         return key
     if not _exists(s3, bucket, spec):
         raise BaseWeightsNotFound(
-            f"base weights s3://{bucket}/{spec} not found: upload them with "
+            f"base weights s3://{bucket}/{spec} not found (or not readable): upload them with "
             f"`yoloops weights push {spec.rsplit('/', 1)[-1]}` or fix BaseWeights / the run's weights")
     return spec
 
