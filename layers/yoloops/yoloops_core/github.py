@@ -194,6 +194,8 @@ class ReleaseBlock(BaseModel):
 
     dataset: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62})?$")
     hyperparameters: TrainingHyperparameters | None = None
+    # Base weights of this release's run: "champion", or a .pt under models/pretrained/ (yoloops_core.weights).
+    weights: str | None = Field(None, min_length=1, max_length=1024)
 
     @property
     def dataset_name(self) -> str | None:
@@ -372,7 +374,7 @@ def _run_request(release: ReleaseEvent, delivery: str, deps: WebhookDeps) -> Run
     detail = {"repo": release.repository.full_name, "tag": rel.tag_name, "delivery": delivery,
               "sender": release.sender.login}
     try:
-        return RunRequest(dataset=dataset, image_tag=rel.tag_name, hyperparameters=hyper,
+        return RunRequest(dataset=dataset, image_tag=rel.tag_name, hyperparameters=hyper, weights=block.weights,
                           trigger=Trigger(source="github", ref=rel.html_url, detail=detail))
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc, "run request")) from exc
