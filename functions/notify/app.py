@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from yoloops_core.aws import client
 from yoloops_core.config import get_settings
+from yoloops_core.ledger import BudgetLedger
 from yoloops_core.outcomes import notify
 from yoloops_core.store import RunStore
 
@@ -17,4 +18,5 @@ logger = Logger()
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
-    return notify(event, settings=settings, store=RunStore(settings.runs_table), sns=client("sns"))
+    return notify(event, settings=settings, store=RunStore(settings.runs_table), sns=client("sns"),
+                  ledger=BudgetLedger(settings.runs_table))

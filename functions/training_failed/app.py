@@ -3,6 +3,7 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from yoloops_core.config import get_settings
+from yoloops_core.ledger import BudgetLedger
 from yoloops_core.models import parse_model
 from yoloops_core.steps import TrainingFailedEvent, training_failed
 from yoloops_core.store import RunStore
@@ -15,4 +16,5 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
     step = parse_model(TrainingFailedEvent, event, "AttemptFailed input")
     logger.append_keys(run_id=step.run.run_id, job_name=step.attempt.job_name)
-    return training_failed(step, settings=settings, store=RunStore(settings.runs_table))
+    return training_failed(step, settings=settings, store=RunStore(settings.runs_table),
+                           ledger=BudgetLedger(settings.runs_table))

@@ -9,10 +9,12 @@ from __future__ import annotations
 import copy
 import io
 import json
+import threading
 from typing import Any
 
 import pytest
 from yoloops_core.config import Settings
+from yoloops_core.ledger import MonthTotals, Reservation
 from yoloops_core.models import RunContext, RunStatus, iso, utcnow
 from yoloops_core.store import StoreError, month_of, previous_month
 
@@ -71,6 +73,13 @@ class FakeStore:
             rec.setdefault("history", []).append({"at": iso(now or utcnow()),
                                                   "status": status.value if status else None, "note": note or ""})
 
+    def finish_if_in_flight(self, run_id, status, note, now=None, **fields) -> bool:
+        rec = self.runs.get(run_id)
+        if rec is None or not RunStatus(rec["status"]).in_flight:
+            return False
+        self.update_run(run_id, status=status, note=note, now=now, finished_at=iso(now or utcnow()), **fields)
+        return True
+
     def record_job(self, run_id, attempt, job, now=None, status=None, note=None, **fields):
         names = list(self.runs[run_id].get("job_names") or [])
         if job not in names:
@@ -78,8 +87,10 @@ class FakeStore:
         self.update_run(run_id, status=status, note=note, now=now, attempts=attempt, job_names=names,
                         current_job=job, **fields)
 
-    def record_attempt_billing(self, run_id, attempt, billable_seconds):
+    def record_attempt_billing(self, run_id, attempt, billable_seconds, training_seconds=None):
         self.update_run(run_id, map_entries={"billable_by_attempt": {str(attempt): billable_seconds}})
+        if training_seconds is not None:
+            self.update_run(run_id, map_entries={"training_by_attempt": {str(attempt): training_seconds}})
         rec = self.runs[run_id]
         rec["billable_seconds"] = sum(rec["billable_by_attempt"].values())
 
@@ -125,6 +136,51 @@ class FakeStore:
         self.champions[dataset] = {"run_id": cur["previous_run_id"], "metric": cur["metric"], "metric_value": None,
                                    "metrics": {}, "model_key": "", "previous_run_id": None}
         return copy.deepcopy(self.champions[dataset])
+
+
+class FakeLedger:
+    """BudgetLedger's contract in memory (tests/adapters checks the real one against moto)."""
+
+    def __init__(self) -> None:
+        self.months: dict[str, dict[str, float]] = {}
+        self.items: dict[tuple[str, int], Reservation] = {}
+        self._lock = threading.Lock()
+
+    def totals(self, month):
+        m = self.months.get(month, {})
+        return MonthTotals(month=month, spent_usd=m.get("spent", 0.0), reserved_usd=m.get("reserved", 0.0))
+
+    def reserve(self, res, budget_usd, extra_spent_usd=0.0, now=None):
+        with self._lock:
+            if (res.run_id, res.attempt) in self.items:
+                return True, self.items[(res.run_id, res.attempt)].model_copy()
+            m = self.months.setdefault(res.month, {"spent": 0.0, "reserved": 0.0})
+            if m["spent"] + m["reserved"] + res.amount_usd + extra_spent_usd > budget_usd + 1e-9:
+                return False, res
+            m["reserved"] += res.amount_usd
+            self.items[(res.run_id, res.attempt)] = res.model_copy(update={"state": "reserved"})
+            return True, res
+
+    def reservations(self, run_id):
+        return sorted((r.model_copy() for (rid, _), r in self.items.items() if rid == run_id), key=lambda r: r.attempt)
+
+    def reservation(self, run_id, attempt):
+        r = self.items.get((run_id, attempt))
+        return r.model_copy() if r else None
+
+    def settle(self, run_id, attempt, billable_seconds, training_seconds=None, now=None):
+        with self._lock:
+            r = self.items.get((run_id, attempt))
+            if r is None or r.state != "reserved":
+                return None
+            actual = min(r.hourly_usd * r.instance_count * billable_seconds / 3600.0, r.amount_usd)
+            m = self.months[r.month]
+            m["reserved"] -= r.amount_usd
+            m["spent"] += actual
+            done = r.model_copy(update={"state": "settled", "actual_usd": actual, "billable_seconds": billable_seconds,
+                                        "training_seconds": training_seconds})
+            self.items[(run_id, attempt)] = done
+            return done.model_copy()
 
 
 class FakeSNS:
@@ -201,6 +257,11 @@ def settings() -> Settings:
 @pytest.fixture
 def store() -> FakeStore:
     return FakeStore()
+
+
+@pytest.fixture
+def ledger() -> FakeLedger:
+    return FakeLedger()
 
 
 @pytest.fixture

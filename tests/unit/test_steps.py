@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 from yoloops_core.config import ConfigError
-from yoloops_core.models import InvalidInput, RunContext, RunStatus
+from yoloops_core.gate import CheckBudgetEvent, check_budget
+from yoloops_core.models import InvalidInput, RunContext
 from yoloops_core.steps import (
-    CheckBudgetEvent,
     StepError,
     TrainingFailedEvent,
     ValidateDatasetEvent,
-    check_budget,
     is_retriable,
     training_failed,
     validate_dataset,
@@ -92,47 +91,88 @@ def _seed_run(store, event):
     return run
 
 
-def test_check_budget_admits_marks_training_and_publishes_started(event, settings, store, sns):
+def _gate(event, settings, store, ledger, sns, attempt=None):
+    data = dict(event("stepfn_check_budget_ok.json"), attempt=attempt)
+    return check_budget(CheckBudgetEvent.model_validate(data), settings=settings, store=store, ledger=ledger,
+                        sns=sns, now=NOW)
+
+
+def test_check_budget_admits_marks_training_and_publishes_started(event, settings, store, ledger, sns):
     run = _seed_run(store, event)
-    out = check_budget(CheckBudgetEvent.model_validate(event("stepfn_check_budget_ok.json")), settings=settings,
-                       store=store, sns=sns, now=NOW)
+    out = _gate(event, settings, store, ledger, sns)
     assert out["admitted"] is True
     assert out["attempt"] == {"number": 1, "job_name": f"{run.run_id}-a1", "retry": False, "reason": None,
                               "backoff_seconds": 0}
     assert out["budget"]["worst_case_usd"] == pytest.approx(1.408)
+    assert out["budget"]["price_source"] == "shipped-table" and out["budget"]["price_as_of"]
     rec = store.get_run(run.run_id)
     assert rec["status"] == "TRAINING" and rec["job_names"] == [f"{run.run_id}-a1"] and rec["attempts"] == 1
     assert rec["worst_case_cost_usd"] == pytest.approx(1.408)
     assert [m["event_type"] for m in sns.messages] == ["run.started"]
     assert sns.published[0]["TopicArn"] == settings.notifications_topic_arn
-    # Re-invoked step: no second notification, no second job name.
-    check_budget(CheckBudgetEvent.model_validate(event("stepfn_check_budget_ok.json")), settings=settings,
-                 store=store, sns=sns, now=NOW)
+    assert ledger.totals("2026-11").reserved_usd == pytest.approx(1.408)
+    # Re-invoked step: no second notification, no second job name, no second reservation.
+    _gate(event, settings, store, ledger, sns)
     assert len(sns.published) == 1 and store.get_run(run.run_id)["job_names"] == [f"{run.run_id}-a1"]
+    assert ledger.totals("2026-11").reserved_usd == pytest.approx(1.408)
 
 
-def test_check_budget_blocked_by_in_flight_runs(event, settings_factory, store, sns):
+def test_check_budget_blocked_at_one_cent_over_and_admitted_exactly_at_the_limit(event, settings_factory,
+                                                                                  store, ledger, sns):
     run = _seed_run(store, event)
-    # Another run in flight this month with a $1.0 worst case; $0.5 spent; budget $2.5:
-    # 0.5 + 1.0 + 1.408 > 2.5 -> blocked.
-    other = RunContext.model_validate(dict(event("stepfn_check_budget_ok.json")["run"], run_id="ds-other-1"))
-    store.create_run(other)
-    store.update_run("ds-other-1", status=RunStatus.TRAINING, worst_case_cost_usd=1.0)
-    done = RunContext.model_validate(dict(event("stepfn_check_budget_ok.json")["run"], run_id="ds-done-1"))
-    store.create_run(done)
-    store.update_run("ds-done-1", status=RunStatus.PROMOTED, cost_usd=0.5)
-    settings = settings_factory(monthly_budget_usd=2.5)
-    out = check_budget(CheckBudgetEvent.model_validate(event("stepfn_check_budget_ok.json")), settings=settings,
-                       store=store, sns=sns, now=NOW)
-    assert out["admitted"] is False
-    assert out["budget"]["spent_usd"] == pytest.approx(0.5) and out["budget"]["in_flight_usd"] == pytest.approx(1.0)
-    assert store.get_run(run.run_id)["status"] == "BUDGET_BLOCKED"
-    assert store.get_run(run.run_id)["job_names"] == []
+    # $1.408 worst case, MinRuntime = MaxRuntime so no clamp: $1.407 is one tenth of a cent short.
+    tight = {"max_runtime_seconds": 3600, "min_runtime_seconds": 3600}
+    out = _gate(event, settings_factory(monthly_budget_usd=1.40, **tight), store, ledger, sns)
+    assert out["admitted"] is False and "MinRuntimeSeconds" in out["budget"]["reason"]
+    assert store.get_run(run.run_id)["status"] == "BUDGET_BLOCKED" and store.get_run(run.run_id)["job_names"] == []
     assert sns.published == []  # the NotifyBudgetBlocked step publishes
-    # With a budget that fits exactly, it is admitted.
-    out = check_budget(CheckBudgetEvent.model_validate(event("stepfn_check_budget_ok.json")),
-                       settings=settings_factory(monthly_budget_usd=2.908), store=store, sns=sns, now=NOW)
+    out = _gate(event, settings_factory(monthly_budget_usd=1.408, **tight), store, ledger, sns)
     assert out["admitted"] is True
+
+
+def test_check_budget_clamps_max_runtime_and_says_so(event, settings_factory, store, ledger, sns):
+    _seed_run(store, event)
+    s = settings_factory(monthly_budget_usd=1.0, max_runtime_seconds=3600, min_runtime_seconds=600)
+    out = _gate(event, s, store, ledger, sns)
+    # $1.00 at $1.408/h buys 2556 s.
+    assert out["admitted"] and out["budget"]["clamped"] and out["plan"]["stopping_condition"]["MaxRuntimeInSeconds"] == 2556
+    assert "MaxRuntime clamped to 2556 s" in sns.messages[0]["text"]
+
+
+def test_unknown_instance_type_is_blocked_with_how_to_fix(event, settings_factory, store, ledger, sns):
+    _seed_run(store, event)
+    out = _gate(event, settings_factory(instance_type="ml.x9.huge"), store, ledger, sns)
+    assert out["admitted"] is False and "HOURLY_PRICE_OVERRIDE_USD" in out["budget"]["reason"]
+
+
+def test_retry_is_admitted_again_and_goes_on_demand_after_k_spot_failures(event, settings_factory, store, ledger, sns):
+    run = _seed_run(store, event)
+    s = settings_factory(spot_failures_before_on_demand=2, monthly_budget_usd=100.0)
+    assert _gate(event, s, store, ledger, sns)["plan"]["use_spot"] is True
+    store.update_run(run.run_id, map_entries={"spot_failures_by_attempt": {"1": "MaxWaitTimeExceeded"}})
+    a2 = {"number": 2, "job_name": f"{run.run_id}-a2", "retry": True, "reason": "MaxWaitTimeExceeded"}
+    out = _gate(event, s, store, ledger, sns, attempt=a2)
+    assert out["admitted"] and out["plan"]["use_spot"] is True  # one spot failure: still spot
+    store.update_run(run.run_id, map_entries={"spot_failures_by_attempt": {"2": "capacity"}})
+    a3 = {"number": 3, "job_name": f"{run.run_id}-a3", "retry": True, "reason": "capacity"}
+    out = _gate(event, s, store, ledger, sns, attempt=a3)
+    assert out["admitted"] and out["plan"]["use_spot"] is False  # the K-th spot failure: on-demand
+    assert "MaxWaitTimeInSeconds" not in out["plan"]["stopping_condition"]
+    assert out["plan"]["checkpoint_config"]["S3Uri"].endswith(f"/checkpoints/{run.run_id}/")  # same prefix
+    assert [m["event_type"] for m in sns.messages] == ["run.started", "training.retry", "training.retry"]
+    assert "on-demand (after 2 spot failures)" in sns.messages[-1]["text"]
+    assert len(ledger.reservations(run.run_id)) == 3
+
+
+def test_retry_that_no_longer_fits_stops_the_loop_with_checkpoints_kept(event, settings_factory, store, ledger, sns):
+    run = _seed_run(store, event)
+    s = settings_factory(monthly_budget_usd=2.0, max_runtime_seconds=3600, min_runtime_seconds=3600)
+    assert _gate(event, s, store, ledger, sns)["admitted"]
+    a2 = {"number": 2, "job_name": f"{run.run_id}-a2", "retry": True, "reason": "capacity"}
+    out = _gate(event, s, store, ledger, sns, attempt=a2)  # attempt 1 still holds $1.408
+    assert out["admitted"] is False and out["budget"]["attempt"] == 2
+    assert out["attempt"]["retry"] is False and out["attempt"]["reason"].startswith("budget stopped retries")
+    assert f"checkpoints/{run.run_id}/" in out["attempt"]["reason"]
 
 
 # ---------------------------------------------------------------- AttemptFailed
@@ -170,43 +210,56 @@ def test_classification_table(error, cause, retriable):
     assert is_retriable(StepError(Error=error, Cause=cause)) is retriable
 
 
-def test_retriable_failure_gets_next_job_name_and_records_attempt(event, settings, store):
+def test_retriable_failure_gets_next_job_name_and_records_attempt(event, settings, store, ledger):
     ev = _failed(event, "stepfn_training_failed_max_wait.json", store)
-    out = training_failed(ev, settings=settings, store=store, now=NOW)
+    out = training_failed(ev, settings=settings, store=store, ledger=ledger, now=NOW)
     assert out["retry"] is True and out["number"] == 2 and out["job_name"] == f"{ev.run.run_id}-a2"
     rec = store.get_run(ev.run.run_id)
-    assert rec["job_names"] == [f"{ev.run.run_id}-a1", f"{ev.run.run_id}-a2"]
-    assert rec["attempts"] == 2 and rec["billable_seconds"] == 1800
+    assert rec["job_names"] == [f"{ev.run.run_id}-a1"]  # a2 is recorded when CheckBudget admits it
+    assert rec["billable_seconds"] == 1800 and rec["spot_failures_by_attempt"] == {"1": out["reason"]}
     assert rec["last_secondary_status"] == "MaxWaitTimeExceeded"
     assert out["backoff_seconds"] == 0  # SageMaker already waited MaxWait for spot capacity
 
 
-def test_capacity_failure_waits_before_the_next_attempt(event, settings_factory, store):
+def test_capacity_failure_waits_before_the_next_attempt(event, settings_factory, store, ledger):
     ev = _failed(event, "stepfn_training_failed_capacity.json", store)
-    out = training_failed(ev, settings=settings_factory(retry_backoff_seconds=60), store=store, now=NOW)
+    out = training_failed(ev, settings=settings_factory(retry_backoff_seconds=60), store=store, ledger=ledger,
+                          now=NOW)
     assert out["retry"] is True
     assert out["backoff_seconds"] == 60 * 2 ** (ev.attempt.number - 1)  # doubles with each failed attempt
 
 
-def test_non_retriable_failure_stops_with_failure_reason(event, settings, store):
+def test_non_retriable_failure_stops_with_failure_reason(event, settings, store, ledger):
     ev = _failed(event, "stepfn_training_failed_algorithm_error.json", store)
-    out = training_failed(ev, settings=settings, store=store, now=NOW)
+    out = training_failed(ev, settings=settings, store=store, ledger=ledger, now=NOW)
     assert out["retry"] is False and out["number"] == 1
     assert out["reason"].startswith("AlgorithmError: dataset YAML data.yaml has no 'val' entry")
     assert "not retriable" in out["reason"]
     assert store.get_run(ev.run.run_id)["failure_reason"].startswith("AlgorithmError")
 
 
-def test_retriable_failure_on_last_attempt_is_exhausted(event, settings, store):
+def test_retriable_failure_on_last_attempt_is_exhausted(event, settings, store, ledger):
     ev = _failed(event, "stepfn_training_failed_internal_error.json", store)  # attempt 3 of 3
-    out = training_failed(ev, settings=settings, store=store, now=NOW)
+    out = training_failed(ev, settings=settings, store=store, ledger=ledger, now=NOW)
     assert out["retry"] is False and out["number"] == 3
     assert "attempts exhausted (3/3)" in out["reason"] and "InternalServerError" in out["reason"]
 
 
-def test_api_error_at_create_time_names_the_code(event, settings, store):
+def test_api_error_at_create_time_names_the_code(event, settings, store, ledger):
     ev = _failed(event, "stepfn_training_failed_resource_limit.json", store)
-    out = training_failed(ev, settings=settings, store=store, now=NOW)
+    out = training_failed(ev, settings=settings, store=store, ledger=ledger, now=NOW)
     assert out["retry"] is False
     assert out["reason"].startswith("SageMaker.ResourceLimitExceeded: The account-level service limit")
     assert store.get_run(ev.run.run_id)["billable_seconds"] == 0
+
+
+def test_failed_attempt_settles_its_reservation_at_its_billed_cost(event, settings, store, ledger):
+    from yoloops_core.ledger import Reservation
+
+    ev = _failed(event, "stepfn_training_failed_max_wait.json", store)
+    ledger.reserve(Reservation(run_id=ev.run.run_id, attempt=ev.attempt.number, month="2026-11", amount_usd=1.408,
+                               hourly_usd=1.408, max_runtime_seconds=3600, instance_type="ml.g5.xlarge"), 10.0)
+    training_failed(ev, settings=settings, store=store, ledger=ledger, now=NOW)
+    (res,) = ledger.reservations(ev.run.run_id)
+    assert res.state == "settled" and res.actual_usd == pytest.approx(1.408 * 1800 / 3600)
+    assert ledger.totals("2026-11").reserved_usd == pytest.approx(0.0)

@@ -30,6 +30,7 @@ class Active:
 
     lambdas: Any = None  # LambdaRuntime
     training: Any = None  # TrainingBackend
+    execution_ended: Any = None  # callable(detail): a Step Functions execution reached a final status
 
 
 ACTIVE = Active()
@@ -51,6 +52,8 @@ def install() -> None:
         _patch_sns_lambda()
         _patch_events_lambda()
         _patch_sagemaker_api()
+        _patch_sagemaker_stop_and_tags()
+        _patch_sfn_status_events()
         _installed = True
 
 
@@ -363,3 +366,65 @@ def _patch_sagemaker_api() -> None:
 
     SageMakerModelBackend.describe_training_job = describe_training_job
     SageMakerModelBackend.list_training_jobs = list_training_jobs
+
+
+# ------------------------------------------------------------------ StopTrainingJob, ListTags (moto has neither for our jobs)
+
+def _patch_sagemaker_stop_and_tags() -> None:
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.models import SageMakerModelBackend
+    from moto.sagemaker.responses import SageMakerResponse
+
+    from yoloops.local.training import SageMakerApiError
+
+    def stop_training_job(self) -> ActionResult:
+        name = self._get_param("TrainingJobName")
+        backend = ACTIVE.training
+        if backend is None or name not in backend.jobs:
+            raise ValidationError(f"Requested resource not found: {name}")
+        try:
+            backend.stop_training_job(name)
+        except SageMakerApiError as exc:
+            raise ValidationError(exc.message) from None
+        return ActionResult({})
+
+    original_list_tags = SageMakerModelBackend.list_tags
+
+    def list_tags(self, arn):
+        backend = ACTIVE.training
+        if backend is not None:
+            for job in list(backend.jobs.values()):
+                if job.arn == arn or job.arn.lower() == str(arn).lower():
+                    return list(job.request.get("Tags") or [])
+        return original_list_tags(self, arn)
+
+    SageMakerResponse.stop_training_job = stop_training_job
+    SageMakerModelBackend.list_tags = list_tags
+
+
+# ------------------------------------------------------------------ execution status -> EventBridge
+
+def _patch_sfn_status_events() -> None:
+    """Step Functions sends "Execution Status Change" events to EventBridge; moto does not."""
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    original = BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self) -> None:
+        original(self)
+        callback = ACTIVE.execution_ended
+        if callback is None:
+            return
+        ex = self.execution
+        try:
+            callback({
+                "executionArn": ex.exec_arn, "stateMachineArn": ex.state_machine.arn, "name": ex.name,
+                "status": ex.exec_status.value, "startDate": int(ex.start_date.timestamp() * 1000),
+                "stopDate": int(ex.stop_date.timestamp() * 1000) if ex.stop_date else None,
+                "error": getattr(ex, "error", None), "cause": getattr(ex, "cause", None),
+            })
+        except Exception:  # events are best effort, as on AWS
+            log.exception("could not emit the execution status event of %s", ex.exec_arn)
+
+    BaseExecutionWorkerCommunication.terminated = terminated

@@ -31,7 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
 REGION = "us-east-1"
 # Template parameters the local stack turns down unless the caller sets them (Wait states really sleep).
-LOCAL_PARAMETER_DEFAULTS = {"ImagePollSeconds": "1", "ImageMaxPolls": "3", "RetryBackoffSeconds": "1"}
+LOCAL_PARAMETER_DEFAULTS = {"ImagePollSeconds": "1", "ImageMaxPolls": "3", "RetryBackoffSeconds": "1",
+                            "UploadQuietSeconds": "3", "UploadBatchWindowSeconds": "1"}
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 
@@ -71,7 +72,12 @@ class LocalStack:
         self.lambdas = LambdaRuntime()
         self.slack_messages: list[dict[str, Any]] = []
         self.slack_reply_status = 200  # tests: make the Slack receiver fail (e.g. 400, 500)
+        # The Web API receiver (chat.postMessage/update/delete at <control_url>/slack-api/) checks this token;
+        # the bot-token secret holds it, so threads are on when the SlackChannel parameter is set.
+        self.slack_bot_token = "xoxb-local-bot-token"
+        self._slack_ts = 0
         self.deployment: Deployment | None = None
+        self.sqs_pollers: list[Any] = []  # event_sources.SqsPoller per SQS event source mapping
         self._server: Any = None
         self._http: ThreadingHTTPServer | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -109,6 +115,7 @@ class LocalStack:
         self.lambdas.dead_letter = self._dead_letter
         moto_patches.ACTIVE.lambdas = self.lambdas
         moto_patches.ACTIVE.training = self.training
+        moto_patches.ACTIVE.execution_ended = self._emit_execution_event
         self.training.attach(self.client("s3"), self._emit_training_event, self.region)
         if hasattr(self.training, "logs_client"):
             self.training.logs_client = self.client("logs")
@@ -136,14 +143,28 @@ class LocalStack:
         deployer.clients = self._deploy_clients  # botocore model loading dominates a redeploy otherwise
         self.deployment = deployer.deploy(self.template, params)
         for spec in self.deployment.functions.values():
-            spec.environment.update(self.function_env)
+            spec.environment.update({"SLACK_API_URL": f"{self.control_url}/slack-api/", **self.function_env})
         self._fill_secrets()
+        self._start_pollers()
         return self.deployment
+
+    def _start_pollers(self) -> None:
+        from yoloops.local.event_sources import SqsPoller
+
+        self._stop_pollers()
+        self.sqs_pollers = [SqsPoller(m, self.client("sqs"), self.lambdas, self.region).start()
+                            for m in (self.deployment.sqs_mappings if self.deployment else [])]
+
+    def _stop_pollers(self) -> None:
+        for poller in self.sqs_pollers:
+            poller.stop()
+        self.sqs_pollers = []
 
     def reset(self, parameters: dict[str, Any] | None = None) -> None:
         """Wipe every emulated resource and deploy again (tests: a fresh account per test)."""
         import requests
 
+        self._stop_pollers()
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         self.lambdas.release_all()
         self.lambdas.wait_idle(10)
@@ -159,6 +180,7 @@ class LocalStack:
             (self.workdir / "stack.json").write_text(json.dumps(self.describe(), indent=2))
 
     def stop(self) -> None:
+        self._stop_pollers()
         self.training.close()
         self.lambdas.wait_idle(5)
         self.lambdas.stop()
@@ -169,6 +191,7 @@ class LocalStack:
             self._server.stop()
         moto_patches.ACTIVE.lambdas = None
         moto_patches.ACTIVE.training = None
+        moto_patches.ACTIVE.execution_ended = None
         for k, v in self._saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -234,6 +257,7 @@ class LocalStack:
         outputs = self.outputs
         values = {
             "SlackWebhookSecretArn": self.slack_url,
+            "SlackBotTokenSecretArn": self.slack_bot_token,
             "GithubWebhookSecretArn": self.github_webhook_secret,
             "WandbSecretArn": "",
         }
@@ -244,6 +268,43 @@ class LocalStack:
                     sm.put_secret_value(SecretId=arn, SecretString=value or " ")
                 except Exception:  # moto rejects an empty SecretString; W&B stays as created
                     log.debug("secret %s left as created", output, exc_info=True)
+
+    def slack_api(self, method: str, args: dict[str, Any], auth: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """Slack Web API, the three methods threads use: (HTTP status, JSON body, headers) as Slack answers."""
+        if self.slack_reply_status == 429:
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
+        if self.slack_reply_status >= 500:
+            return self.slack_reply_status, {"ok": False, "error": "fatal_error"}, {}
+        if self.slack_reply_status >= 300:  # Slack reports API errors as HTTP 200 + ok: false
+            return 200, {"ok": False, "error": "invalid_auth"}, {}
+        if auth != f"Bearer {self.slack_bot_token}":
+            return 200, {"ok": False, "error": "not_authed" if not auth else "invalid_auth"}, {}
+        if method not in ("chat.postMessage", "chat.update", "chat.delete"):
+            return 200, {"ok": False, "error": "unknown_method"}, {}
+        if not args.get("channel"):
+            return 200, {"ok": False, "error": "channel_not_found"}, {}
+        # Slack answers with the channel's ID; chat.update and chat.delete need that ID.
+        channel = args["channel"] if str(args["channel"]).startswith("C") else \
+            "C" + uuid.uuid5(uuid.NAMESPACE_URL, str(args["channel"])).hex[:10].upper()
+        posted = {(m["channel"], m["ts"]) for m in self.slack_messages if m.get("api") == "chat.postMessage"}
+        if method == "chat.postMessage":
+            if args.get("thread_ts") and (channel, args["thread_ts"]) not in posted:
+                return 200, {"ok": False, "error": "thread_not_found"}, {}
+            self._slack_ts += 1
+            ts = f"{int(time.time())}.{self._slack_ts:06d}"
+        else:
+            ts = str(args.get("ts") or "")
+            if (channel, ts) not in posted:
+                return 200, {"ok": False, "error": "message_not_found"}, {}
+        self.slack_messages.append({"api": method, **args, "channel": channel, "ts": ts})
+        return 200, {"ok": True, "channel": channel, "ts": ts, "message": {"text": args.get("text", "")}}, {}
+
+    def slack_thread(self, ts: str) -> dict[str, Any]:
+        """A thread as a Slack reader sees it: the parent (as last edited) and the replies, in order."""
+        parent = next(m for m in self.slack_messages if m.get("api") == "chat.postMessage" and m["ts"] == ts)
+        edits = [m for m in self.slack_messages if m.get("api") == "chat.update" and m["ts"] == ts]
+        replies = [m for m in self.slack_messages if m.get("api") == "chat.postMessage" and m.get("thread_ts") == ts]
+        return {"parent": edits[-1] if edits else parent, "edits": len(edits), "replies": replies}
 
     def _dead_letter(self, queue_arn: str, event: Any, error: dict[str, Any]) -> None:
         """What Lambda sends to a function's DLQ after the last async retry (event as body + error attributes)."""
@@ -269,6 +330,17 @@ class LocalStack:
             "DetailType": "SageMaker Training Job State Change",
             "Detail": json.dumps(event_detail),
             "Resources": [detail["TrainingJobArn"]],
+        }])
+
+    def _emit_execution_event(self, detail: dict[str, Any]) -> None:
+        """Step Functions Execution Status Change -> EventBridge (default bus) -> matching rules."""
+        from moto.events.models import events_backends
+
+        events_backends["123456789012"][self.region].put_events([{
+            "Source": "aws.states",
+            "DetailType": "Step Functions Execution Status Change",
+            "Detail": json.dumps({k: v for k, v in detail.items() if v is not None}),
+            "Resources": [detail["executionArn"]],
         }])
 
     def _start_http(self) -> None:
@@ -300,6 +372,17 @@ class LocalStack:
                         return
                     stack.slack_messages.append(message)
                     self._reply(200, "ok", {"Content-Type": "text/plain"})
+                elif path.startswith("/slack-api/"):
+                    raw = self._body()
+                    ctype = self.headers.get("Content-Type") or ""
+                    try:
+                        args = json.loads(raw) if "json" in ctype else dict(parse_qsl(raw.decode()))
+                    except ValueError:
+                        self._reply(200, json.dumps({"ok": False, "error": "invalid_json"}))
+                        return
+                    status, body, headers = stack.slack_api(path.rsplit("/", 1)[-1], args,
+                                                            self.headers.get("Authorization") or "")
+                    self._reply(status, json.dumps(body), {"Content-Type": "application/json", **headers})
                 elif path.startswith("/interrupt/"):
                     job = path.split("/", 2)[2]
                     try:

@@ -151,6 +151,7 @@ class TrainingBackend:
         self.emit_event: Callable[[dict[str, Any]], None] = lambda detail: None
         self.region = "us-east-1"
         self.base_env: dict[str, str] = dict(os.environ)
+        self.stop_requested: set[str] = set()  # StopTrainingJob was called (the job ends Stopped)
 
     def attach(self, s3: Any, emit_event: Callable[[dict[str, Any]], None], region: str = "us-east-1") -> None:
         # The container's environment: this process's, taken now (Lambda invocations swap os.environ later).
@@ -195,6 +196,26 @@ class TrainingBackend:
 
     def interrupt(self, name: str) -> None:
         raise NotImplementedError(f"{type(self).__name__} cannot interrupt jobs")
+
+    def stop_training_job(self, name: str) -> dict[str, Any]:
+        """StopTrainingJob as SageMaker does it: InProgress -> Stopping (SIGTERM, grace) -> Stopped."""
+        with self._lock:
+            job = self.jobs.get(name)
+            if job is None:
+                raise SageMakerApiError("ValidationException", f"Requested resource not found: {name}")
+            if job.status != "InProgress":
+                raise SageMakerApiError("ValidationException", f"The request was rejected because the training job "
+                                                               f"is in status {job.status}.")
+            self.stop_requested.add(name)
+        self._transition(job, "Stopping", "Stopping", "Stopping the training job")
+        self._stop(job)
+        return {}
+
+    def _stop(self, job: TrainingJob) -> None:
+        """Hook: end the job's work; the job's own thread then finishes it as Stopped."""
+
+    def _finish_stopped(self, job: TrainingJob) -> None:
+        self._transition(job, "Stopped", "Stopped", "Training job stopped")
 
     def close(self) -> None:
         """Stop whatever is still running (stack shutdown)."""
@@ -341,6 +362,9 @@ class ScriptedTrainingBackend(TrainingBackend):
     def release(self, job_name: str) -> None:
         self._release.setdefault(job_name, threading.Event()).set()
 
+    def _stop(self, job: TrainingJob) -> None:
+        self.release(job.name)  # a held job wakes up, sees the stop and ends Stopped
+
     def reset(self) -> None:
         for ev in self._release.values():
             ev.set()
@@ -383,7 +407,9 @@ class ScriptedTrainingBackend(TrainingBackend):
                 self._release[job.name].wait()
             if outcome.duration_s:
                 time.sleep(outcome.duration_s)
-            if outcome.kind == "complete":
+            if job.name in self.stop_requested:
+                self._finish_stopped(job)
+            elif outcome.kind == "complete":
                 files = {
                     "best.pt": b"yoloops-scripted-weights:" + job.name.encode(),
                     "metrics.json": json.dumps(outcome.metrics).encode(),
@@ -508,6 +534,11 @@ class ProcessTrainingBackend(TrainingBackend):
                     return
                 self._transition(job, "InProgress", "Training", "Training image download completed. Training in progress.")
                 rc = self._run_process(job, base, log_file)
+                if job.name in self.stop_requested:
+                    self._interrupted.discard(job.name)
+                    self._sync_checkpoints(job, base, None)
+                    self._finish_stopped(job)
+                    return
                 if job.name in self._interrupted:
                     # Managed spot: the instance is reclaimed, the job goes back to Starting and resumes
                     # from the checkpoints already in S3.
@@ -553,20 +584,28 @@ class ProcessTrainingBackend(TrainingBackend):
             known: dict[str, float] = {}
             max_runtime = float((job.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or 0)
             started = time.monotonic()
+            signalled = False
             while proc.poll() is None:
                 time.sleep(self.checkpoint_sync_s)
                 if job.name not in self._interrupted:
                     self._sync_checkpoints(job, base, known)
                 if max_runtime and time.monotonic() - started > max_runtime and job.name not in self._timed_out:
-                    # SageMaker's stop: SIGTERM, then SIGKILL after a grace period.
                     self._timed_out.add(job.name)
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    threading.Timer(self.stop_grace_s, self._kill_if_alive, args=(proc,)).start()
+                    self._terminate(proc)
+                if job.name in self.stop_requested and not signalled:  # StopTrainingJob
+                    signalled = True
+                    self._terminate(proc)
             self._procs.pop(job.name, None)
         log.info("training process of %s exited with %s", job.name, proc.returncode)
         self._push_logs(job, log_file)
         log.info("logs of %s copied", job.name)
         return proc.returncode
+
+    def _terminate(self, proc: subprocess.Popen) -> None:
+        # SageMaker's stop: SIGTERM (the container saves and exits), SIGKILL after the grace period.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        threading.Timer(self.stop_grace_s, self._kill_if_alive, args=(proc,)).start()
 
     @staticmethod
     def _kill_if_alive(proc: subprocess.Popen) -> None:

@@ -82,6 +82,8 @@ class Settings(BaseModel):
     image_poll_seconds: int = Field(30, ge=0)
     image_max_polls: int = Field(20, ge=1)
     max_webhook_body_bytes: int = Field(1_000_000, ge=1024)
+    # A release published longer ago than this is refused (a captured signed delivery replayed later).
+    max_release_age_hours: float = Field(24.0, gt=0)
 
     # Upload sessions (S3 events -> SQS -> the S3 trigger): quiet seconds that close an upload with no
     # completion marker; the queue the trigger sends its delayed "check" messages to.

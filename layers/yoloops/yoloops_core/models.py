@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -10,9 +9,10 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+# MAX_RUN_ID_LENGTH: job name "<run id>-a<attempt>" fits SageMaker's 63 chars (re-exported for steps.py).
+from yoloops_core.run_ids import MAX_RUN_ID_LENGTH, dataset_run_id, release_run_id  # noqa: F401
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-# Job name = "<run id>-a<attempt>" must fit SageMaker's 63 chars with attempts up to 10 ("-a10").
-MAX_RUN_ID_LENGTH = 59
 DATASETS_PREFIX = "datasets/"
 
 
@@ -49,25 +49,14 @@ def iso(ts: datetime) -> str:
 
 # ---------------------------------------------------------------- run ids
 
-def _slug(text: str) -> str:
-    return re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9]", "-", text)).strip("-") or "x"
+def run_id_for_dataset(dataset: DatasetRef, content_hash: str) -> str:
+    """Injective in (name, version, format, location) plus the content hash (yoloops_core.run_ids)."""
+    version = None if dataset.content_named else dataset.version
+    return dataset_run_id(dataset.name, version, dataset.format, dataset.key, content_hash)
 
 
-def make_run_id(prefix: str, *parts: str) -> str:
-    """A deterministic, SageMaker-safe run id; long inputs are shortened with a hash to stay unique."""
-    raw = "-".join([prefix, *(_slug(p) for p in parts)])
-    if len(raw) <= MAX_RUN_ID_LENGTH:
-        return raw
-    digest = hashlib.sha256("\x00".join([prefix, *parts]).encode()).hexdigest()[:10]
-    return raw[: MAX_RUN_ID_LENGTH - len(digest) - 1].rstrip("-") + "-" + digest
-
-
-def run_id_for_dataset(dataset: str, version: str) -> str:
-    return make_run_id("ds", dataset, version)
-
-
-def run_id_for_release(repository: str, tag: str) -> str:
-    return make_run_id("gh", repository, tag)
+def run_id_for_release(repository: str, tag: str, release_id: int | str | None = None, retry: int = 1) -> str:
+    return release_run_id(repository, tag, release_id, retry)
 
 
 def job_name(run_id: str, attempt: int) -> str:
@@ -88,9 +77,18 @@ class DatasetRef(BaseModel):
     version: str = Field(pattern=NAME_PATTERN)
     # "dir": s3://<bucket>/datasets/<name>/<version>/ ; "zip": s3://<bucket>/datasets/<name>/<version>.zip
     format: Literal["dir", "zip"] = "dir"
+    # An upload with no version segment (datasets/<name>/..., datasets/<name>.zip): where it really is;
+    # its version is then a short content hash (yoloops_core.uploads).
+    location: str | None = Field(None, pattern=r"^datasets/[^\x00]{1,1000}$")
+
+    @property
+    def content_named(self) -> bool:
+        return self.location is not None
 
     @property
     def key(self) -> str:
+        if self.location is not None:
+            return self.location
         base = f"{DATASETS_PREFIX}{self.name}/{self.version}"
         return base + ".zip" if self.format == "zip" else base + "/"
 
@@ -147,9 +145,11 @@ class RunStatus(StrEnum):
 class EventType(StrEnum):
     STARTED = "run.started"
     REJECTED = "dataset.rejected"
+    UNCHANGED = "dataset.unchanged"  # an upload with the same content as an earlier run: nothing started
     BUDGET_BLOCKED = "budget.blocked"
     FAILED = "training.failed"
     INTERRUPTED = "training.interrupted"
+    RETRY = "training.retry"
     PROMOTED = "model.promoted"
     KEPT = "champion.kept"
     MANUAL_PROMOTE = "champion.manual_promote"

@@ -22,6 +22,7 @@ class Notification(BaseModel):
     interruptions: int | None = None
     duration_s: float | None = None
     cost_usd: float | None = None
+    spot_savings_pct: float | None = None  # 100 x (1 - billable / training seconds) over the run's attempts
     links: dict[str, str] = Field(default_factory=dict)
     reason: str | None = None
     report: dict[str, Any] | None = None

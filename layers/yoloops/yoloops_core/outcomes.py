@@ -12,7 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from yoloops_core.budget import job_cost
+from yoloops_core.budget import job_cost, run_cost, settle_run
 from yoloops_core.config import Settings
 from yoloops_core.models import EventType, RunStatus, iso, utcnow
 from yoloops_core.notifications import Notification, Publisher, publish
@@ -95,7 +95,25 @@ def _report_text(report: dict[str, Any]) -> str:
     return "see the attached report"
 
 
-def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher,
+def _settled_cost(run_id: str, settings: Settings, store: Any, ledger: Any, record: dict[str, Any],
+                  now: datetime) -> tuple[float | None, float | None]:
+    """Settle the run's reservations from its recorded billing; (cost, spot savings %) over attempts."""
+    if ledger is not None:
+        settle_run(run_id, store.get_run(run_id) or record, ledger, now=now)
+        cost = run_cost(ledger.reservations(run_id))
+        if cost is not None:
+            return round(cost.cost_usd, 6), cost.spot_savings_pct
+    billed = _num(record.get("billable_seconds"))
+    if billed is None:
+        return None, None
+    try:  # runs admitted before the ledger existed
+        return round(job_cost(billed, settings.instance_type, settings.instance_count,
+                              settings.hourly_price_override_usd), 4), None
+    except UnknownInstanceType:
+        return None, None
+
+
+def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher, ledger: Any = None,
            now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
     event = _d(event)
@@ -162,8 +180,11 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher,
     elif outcome == "budget_blocked":
         status, etype = RunStatus.BUDGET_BLOCKED, EventType.BUDGET_BLOCKED
         b = _d(gate.get("budget"))
+        reason = _s(b.get("reason"))  # the gate's own words: clamp below the minimum, unknown price, ...
         figures = {k: _num(b.get(k)) for k in ("worst_case_usd", "spent_usd", "in_flight_usd", "budget_usd")}
-        if all(v is not None for v in figures.values()):
+        if reason:
+            pass
+        elif all(v is not None for v in figures.values()):
             reason = (f"worst case ${figures['worst_case_usd']:.2f} + spent ${figures['spent_usd']:.2f} + "
                       f"in flight ${figures['in_flight_usd']:.2f} > monthly budget ${figures['budget_usd']:.2f}")
         else:
@@ -179,25 +200,19 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher,
     interruptions = int(_num(record.get("interruptions")) or 0)
     started = _parse_ts(record.get("started_at")) or _parse_ts(run.get("started_at"))
     duration = round((now - started).total_seconds(), 1) if started else None
-    cost = None
-    billed = _num(record.get("billable_seconds"))
-    if billed is not None:
-        try:
-            cost = round(job_cost(billed, settings.instance_type, settings.instance_count,
-                                  settings.hourly_price_override_usd), 4)
-        except UnknownInstanceType:
-            cost = None
+    cost, savings = _settled_cost(run_id, settings, store, ledger, record, now)
     metric_name = _s(evaluation.get("metric")) or settings.promotion_metric
     store.update_run(
         run_id, now=now, status=status, note=reason or outcome, finished_at=iso(now), duration_s=duration,
-        cost_usd=cost, failure_reason=reason if status == RunStatus.FAILED else None,
+        cost_usd=cost, spot_savings_pct=savings, failure_reason=reason if status == RunStatus.FAILED else None,
         delta=deltas.get(metric_name) if deltas else None,
     )
     notification = Notification(
         event_type=etype, run_id=run_id, dataset=name, version=version, text=text, metrics=metrics,
         delta=deltas, attempts=attempts, interruptions=interruptions, duration_s=duration, cost_usd=cost,
+        spot_savings_pct=savings,
         links=links(settings, _s(run.get("execution_arn")) or _s(record.get("execution_arn")), job),
-        reason=reason, report=report,
+        reason=reason, report=report, base_weights=_s(record.get("base_weights")),
     )
     message_id = publish(notification, settings.notifications_topic_arn, sns)
     logger.info("run finished", extra={"run_id": run_id, "outcome": outcome, "status": status.value,

@@ -1,4 +1,4 @@
-"""Workflow steps before evaluation: validate the dataset, gate on budget, decide on a failed attempt.
+"""Workflow steps before evaluation: validate the dataset, decide on a failed attempt (the gate: gate.py).
 
 Each function takes the parsed step input and its collaborators (settings, store, clients) and returns
 exactly the shape docs/architecture.md gives for that state; the handlers in functions/ are thin.
@@ -22,18 +22,14 @@ from yoloops_core.models import (
     MAX_RUN_ID_LENGTH,
     AttemptState,
     DatasetRef,
-    EventType,
     InvalidInput,
     RunContext,
     RunRequest,
-    RunStatus,
     iso,
     job_name,
     parse_model,
     utcnow,
 )
-from yoloops_core.notifications import Notification, Publisher, publish
-from yoloops_core.plan import build_plan, first_attempt
 from yoloops_core.weights import record_value as weights_record
 from yoloops_core.weights import resolve_request as resolve_run_weights
 
@@ -54,11 +50,6 @@ class ValidateDatasetEvent(BaseModel):
     run_id: str
     execution_arn: str | None = None
     request: Any = None  # parsed by the step itself so the error names the request's field
-
-
-class CheckBudgetEvent(BaseModel):
-    run: RunContext
-    image: ImageState
 
 
 class StepError(BaseModel):
@@ -132,43 +123,6 @@ def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: 
     }
 
 
-# ---------------------------------------------------------------- CheckBudget
-
-def check_budget(event: CheckBudgetEvent, *, settings: Settings, store: Any, sns: Publisher,
-                 now: datetime | None = None) -> dict[str, Any]:
-    """Gate the run on the monthly budget and build its training plan; publish `run.started`."""
-    run = event.run
-    decision = budget.decide(run.run_id, settings, store, now)
-    plan = build_plan(run, event.image.image_uri, settings)
-    attempt = first_attempt(run.run_id)
-    figures = f"${decision.worst_case_usd:.2f} worst case, ${decision.spent_usd:.2f} spent, " \
-              f"${decision.in_flight_usd:.2f} in flight, budget ${decision.budget_usd:.2f}"
-    if decision.admitted:
-        before = store.get_run(run.run_id) or {}
-        store.record_job(run.run_id, 1, attempt.job_name, now=now, status=RunStatus.TRAINING,
-                         note=f"admitted: {figures}", worst_case_cost_usd=decision.worst_case_usd,
-                         image_uri=event.image.image_uri)
-        if before.get("status") != RunStatus.TRAINING.value:  # a re-invoked step does not notify twice
-            publish(_started(run, decision, attempt), settings.notifications_topic_arn, sns)
-    else:
-        store.update_run(run.run_id, now=now, status=RunStatus.BUDGET_BLOCKED, note=f"blocked: {figures}",
-                         worst_case_cost_usd=decision.worst_case_usd)
-    logger.info("budget decision", extra={"run_id": run.run_id, **decision.model_dump()})
-    return {"admitted": decision.admitted, "plan": plan, "attempt": attempt.model_dump(mode="json"),
-            "budget": decision.model_dump(mode="json")}
-
-
-def _started(run: RunContext, decision: budget.BudgetDecision, attempt: AttemptState) -> Notification:
-    return Notification(
-        event_type=EventType.STARTED, run_id=run.run_id, dataset=run.dataset.name,
-        version=run.dataset.version, attempts=1,
-        text=(f"Training started for {run.dataset.name} {run.dataset.version} (run {run.run_id}, "
-              f"job {attempt.job_name}) on {decision.instance_count} x {decision.instance_type}; "
-              f"worst case ${decision.worst_case_usd:.2f}, ${decision.remaining_usd:.2f} of "
-              f"${decision.budget_usd:.2f} left this month before it."),
-    )
-
-
 # ---------------------------------------------------------------- AttemptFailed
 
 RETRIABLE_ERROR_CODES = {
@@ -181,6 +135,7 @@ RETRIABLE_MARKERS = (
     "internalservererror", "internalfailure", "internal error", "internal server error",
     "throttlingexception", "rate exceeded", "serviceunavailable",
 )
+CAPACITY_MARKERS = ("insufficientinstancecapacity", "insufficient capacity", "capacityerror")
 # Errors the same job would hit again: the dataset, the code, the hyperparameters, the quota.
 FATAL_MARKERS = ("clienterror", "algorithmerror")
 
@@ -232,23 +187,35 @@ def retry_backoff(cause: dict[str, Any], failed_attempt: int, settings: Settings
     return min(settings.retry_backoff_seconds * 2 ** (failed_attempt - 1), 3600)
 
 
-def training_failed(event: TrainingFailedEvent, *, settings: Settings, store: Any,
+def is_spot_failure(error: StepError) -> bool:
+    """No spot capacity within MaxWait, or no capacity at all: what on-demand capacity can fix."""
+    cause = parse_cause(error.cause)
+    if cause.get("SecondaryStatus") == "MaxWaitTimeExceeded":
+        return True
+    text = " ".join(str(x) for x in (error.error, cause.get("FailureReason"), cause.get("message")) if x).lower()
+    return any(m in text for m in CAPACITY_MARKERS)
+
+
+def training_failed(event: TrainingFailedEvent, *, settings: Settings, store: Any, ledger: Any,
                     now: datetime | None = None) -> dict[str, Any]:
     """Record the failed attempt; return the next AttemptState (retry) or the final one."""
     run, attempt, error = event.run, event.attempt, event.error
     reason = failure_reason(error)
     retriable = is_retriable(error)
     cause = parse_cause(error.cause)
-    billed = budget.billable_seconds(cause)
-    store.record_attempt_billing(run.run_id, attempt.number, billed)
+    store.record_attempt_billing(run.run_id, attempt.number, budget.billable_seconds(cause),
+                                 training_seconds=budget.training_seconds(cause))
+    if is_spot_failure(error):
+        store.update_run(run.run_id, now=now, map_entries={"spot_failures_by_attempt": {str(attempt.number): reason}})
+    # The attempt is over: its reservation becomes what it cost, so the retry's admission sees it.
+    budget.settle_run(run.run_id, store.get_run(run.run_id) or {}, ledger, now=now)
     store.update_run(run.run_id, now=now, note=f"attempt {attempt.number} ({attempt.job_name}) failed: {reason}",
                      failure_reason=reason, error=error.error,
                      last_secondary_status=cause.get("SecondaryStatus"))
     if retriable and attempt.number < settings.max_attempts:
         nxt = AttemptState(number=attempt.number + 1, job_name=job_name(run.run_id, attempt.number + 1),
                            retry=True, reason=reason, backoff_seconds=retry_backoff(cause, attempt.number, settings))
-        store.record_job(run.run_id, nxt.number, nxt.job_name, now=now,
-                         note=f"retrying as {nxt.job_name} (same checkpoints)")
+        store.update_run(run.run_id, now=now, note=f"retry {nxt.job_name} waits for budget admission")
     else:
         why = "not retriable" if not retriable else f"attempts exhausted ({attempt.number}/{settings.max_attempts})"
         nxt = AttemptState(number=attempt.number, job_name=attempt.job_name, retry=False,

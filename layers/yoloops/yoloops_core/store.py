@@ -210,6 +210,34 @@ class RunStore:
         if map_entries:
             self._set_map_entries(run_id, map_entries)
 
+    def finish_if_in_flight(self, run_id: str, status: RunStatus, note: str, now: datetime | None = None,
+                            **fields: Any) -> bool:
+        """Give an in-flight run its final status; False when it had one already (someone else closed it)."""
+        at = iso(now or utcnow())
+        values: dict[str, Any] = {":st": status.value, ":at": at, ":hist": [{"at": at, "status": status.value,
+                                                                             "note": note}], ":empty": []}
+        names = {"#st": "status"}
+        sets = ["#st = :st", "updated_at = :at", "finished_at = :at",
+                "history = list_append(if_not_exists(history, :empty), :hist)"]
+        for i, (key, value) in enumerate((k, v) for k, v in fields.items() if v is not None):
+            names[f"#f{i}"] = key
+            values[f":f{i}"] = value
+            sets.append(f"#f{i} = :f{i}")
+        flight = {f":fl{i}": s for i, s in enumerate(IN_FLIGHT)}
+        values.update(flight)
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key=_ser({"pk": run_pk(run_id), "sk": RUN_SK}),
+                UpdateExpression="SET " + ", ".join(sets), ExpressionAttributeNames=names,
+                ExpressionAttributeValues={k: _ser_value(v) for k, v in values.items()},
+                ConditionExpression=f"attribute_exists(pk) AND #st IN ({', '.join(flight)})",
+            )
+        except Exception as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            return False
+        return True
+
     def _set_map_entries(self, run_id: str, map_entries: dict[str, dict[str, Any]]) -> None:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}

@@ -1,0 +1,171 @@
+"""Nothing left behind: close runs whose execution ended outside the workflow's own Catch paths.
+
+An execution that is aborted (`stop-execution`), times out, or fails with an error `States.ALL`
+does not catch (`States.Runtime`, `States.DataLimitExceeded`) never reaches NotifyFailure. Its
+"Step Functions Execution Status Change" event brings it here: stop the run's training jobs that
+still run, close the run record with the real cause, settle its reservations and notify — once,
+because closing is a conditional write on an in-flight status. The scheduled watchdog
+(yoloops_core.watchdog) calls the same function for whatever the event missed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field
+
+from yoloops_core import budget
+from yoloops_core.config import Settings
+from yoloops_core.models import EventType, RunStatus, run_id_from_job_name, utcnow
+from yoloops_core.notifications import Notification, Publisher, publish
+from yoloops_core.pricing import format_usd
+
+logger = Logger(child=True)
+
+ACTIVE_JOB_STATUSES = ("InProgress", "Stopping")
+TERMINAL_JOB_STATUSES = ("Completed", "Failed", "Stopped")
+ENDED_EXECUTION_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
+
+
+class ExecutionDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    execution_arn: str = Field(alias="executionArn")
+    state_machine_arn: str | None = Field(None, alias="stateMachineArn")
+    name: str
+    status: str
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionStatusEvent(BaseModel):
+    """EventBridge "Step Functions Execution Status Change" (source aws.states)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    detail_type: str = Field(alias="detail-type")
+    detail: ExecutionDetail
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code") or "")
+
+
+def describe_job(sagemaker: Any, name: str) -> dict[str, Any] | None:
+    """DescribeTrainingJob, or None when the job was never created (its attempt failed before)."""
+    try:
+        return sagemaker.describe_training_job(TrainingJobName=name)
+    except Exception as exc:
+        if _code(exc) in ("ValidationException", "ResourceNotFound"):
+            return None
+        raise
+
+
+def stop_job(sagemaker: Any, name: str) -> str:
+    """Stop one training job if it still runs; returns what was found/done (idempotent)."""
+    desc = describe_job(sagemaker, name)
+    if desc is None:
+        return "absent"
+    status = desc.get("TrainingJobStatus")
+    if status != "InProgress":
+        return str(status).lower()  # already stopping, or ended by itself
+    try:
+        sagemaker.stop_training_job(TrainingJobName=name)
+    except Exception as exc:  # stopped by a concurrent sweep between describe and stop
+        if _code(exc) != "ValidationException":
+            raise
+        return "stopping"
+    logger.info("training job stopped", extra={"job_name": name})
+    return "stopped"
+
+
+def run_jobs(run_id: str, record: dict[str, Any]) -> list[str]:
+    jobs = list(record.get("job_names") or [])
+    current = record.get("current_job")
+    if current and current not in jobs:
+        jobs.append(current)
+    return [j for j in jobs if (run_id_from_job_name(j) or ("", 0))[0] == run_id]
+
+
+def settle_from_jobs(run_id: str, record: dict[str, Any], ledger: Any, sagemaker: Any,
+                     now: datetime | None = None) -> list[Any]:
+    """Settle reservations whose attempt has ended, with the billing SageMaker reports.
+
+    An attempt whose job still stops keeps its reservation until a later sweep sees it ended."""
+    settled = []
+    for res in ledger.reservations(run_id):
+        if res.state != "reserved":
+            continue
+        job = f"{run_id}-a{res.attempt}"
+        desc = describe_job(sagemaker, job)
+        if desc is not None and desc.get("TrainingJobStatus") not in TERMINAL_JOB_STATUSES:
+            continue
+        done = ledger.settle(run_id, res.attempt, budget.billable_seconds(desc), budget.training_seconds(desc),
+                             now=now)
+        if done is not None:
+            settled.append(done)
+    return settled
+
+
+def _cause(status: str, error: str | None, cause: str | None) -> str:
+    what = {"ABORTED": "the execution was aborted (stop-execution)",
+            "TIMED_OUT": "the execution timed out",
+            "FAILED": "the execution failed outside the workflow's error handling"}.get(status, f"execution {status}")
+    detail = ": ".join(x for x in (error, (cause or "")[:500]) if x)
+    return f"{what} ({detail})" if detail else what
+
+
+def reconcile_run(run_id: str, *, status: str, settings: Settings, store: Any, ledger: Any, sagemaker: Any,
+                  sns: Publisher, error: str | None = None, cause: str | None = None,
+                  execution_arn: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Stop the run's jobs, close its record with the real cause, settle its budget, notify once."""
+    now = now or utcnow()
+    record = store.get_run(run_id)
+    if record is None:
+        store.create_minimal_run(run_id, RunStatus.STARTED, note="run record created by reconcile", now=now,
+                                 execution_arn=execution_arn)
+        record = store.get_run(run_id) or {}
+    jobs = {job: stop_job(sagemaker, job) for job in run_jobs(run_id, record)}
+    reason = _cause(status, error, cause)
+    closed = False
+    if RunStatus(record.get("status", "FAILED")).in_flight:
+        stopped = [j for j, what in jobs.items() if what in ("stopped", "stopping")]
+        note = reason + (f"; training job {', '.join(stopped)} stopped" if stopped else "")
+        closed = store.finish_if_in_flight(run_id, RunStatus.FAILED, note=note, now=now, failure_reason=reason,
+                                           error=error or status)
+    settle_from_jobs(run_id, store.get_run(run_id) or record, ledger, sagemaker, now=now)
+    cost = budget.run_cost(ledger.reservations(run_id))
+    if closed:
+        if cost is not None:
+            store.update_run(run_id, now=now, cost_usd=cost.cost_usd, spot_savings_pct=cost.spot_savings_pct)
+        publish(_closed_notification(run_id, record, reason, jobs, cost), settings.notifications_topic_arn, sns)
+    logger.info("run reconciled", extra={"run_id": run_id, "execution_status": status, "closed": closed,
+                                         "jobs": jobs})
+    return {"run_id": run_id, "closed": closed, "jobs": jobs, "reason": reason,
+            "cost_usd": cost.cost_usd if cost else None}
+
+
+def _closed_notification(run_id: str, record: dict[str, Any], reason: str, jobs: dict[str, str],
+                         cost: budget.RunCost | None) -> Notification:
+    stopped = [j for j, what in jobs.items() if what in ("stopped", "stopping")]
+    label = f"{record.get('dataset') or 'unknown dataset'} {record.get('dataset_version') or ''}".strip()
+    text = f"Run {run_id} for {label} ended: {reason}."
+    if stopped:
+        text += f" Training job {', '.join(stopped)} stopped, so no GPU keeps running."
+    if cost is not None:
+        text += f" Cost {format_usd(cost.cost_usd)}; its budget reservation is released."
+    return Notification(event_type=EventType.FAILED, run_id=run_id, dataset=record.get("dataset"),
+                        version=record.get("dataset_version"), text=text, reason=reason,
+                        attempts=int(record.get("attempts") or 0) or None,
+                        cost_usd=cost.cost_usd if cost else None,
+                        spot_savings_pct=cost.spot_savings_pct if cost else None)
+
+
+def on_execution_status(event: ExecutionStatusEvent, **collaborators: Any) -> dict[str, Any]:
+    d = event.detail
+    if d.status not in ENDED_EXECUTION_STATUSES:
+        return {"run_id": d.name, "closed": False, "skipped": d.status}
+    return reconcile_run(d.name, status=d.status, error=d.error, cause=d.cause, execution_arn=d.execution_arn,
+                         **collaborators)
