@@ -1,9 +1,11 @@
 """`yoloops`: the command line users live in. Same commands against AWS and the local stack.
 
     yoloops dataset validate DIR
-    yoloops [--local [DIR]] dataset push DIR --name NAME [--version V] [--wait]
+    yoloops [--local [DIR]] dataset push DIR --name NAME [--version V] [--weights W] [--wait]
+    yoloops weights push FILE [--name N]
     yoloops runs [--watch] | run show RUN | logs RUN
-    yoloops champion DATASET | promote RUN | rollback DATASET | budget
+    yoloops champion DATASET [--download DIR] [--repair] | promote RUN | rollback DATASET | budget
+    yoloops dlq list | dlq redrive [--id MESSAGE_ID]
     yoloops local up | local interrupt JOB | demo
 """
 
@@ -52,6 +54,10 @@ local_app = typer.Typer(no_args_is_help=True, help="The local stack: the whole p
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(run_app, name="run")
 app.add_typer(local_app, name="local")
+weights_app = typer.Typer(no_args_is_help=True, help="Pretrained weights runs can start from (models/pretrained/).")
+app.add_typer(weights_app, name="weights")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter queues: what failed, and sending it again.")
+app.add_typer(dlq_app, name="dlq")
 
 # soft_wrap: messages stay one line (greppable, copy-pasteable commands); tables still fit the width.
 out = Console(highlight=False, soft_wrap=True)
@@ -163,6 +169,7 @@ def push(
     force: bool = False,
     workers: int = 8,
     quiet: bool = False,
+    weights: str | None = None,
 ) -> PushResult:
     """What `yoloops dataset push` does (the demo calls this too): validate, upload, manifest last."""
     report = _validate_dir(path)
@@ -173,8 +180,12 @@ def push(
                            "(fix them, or --force to push anyway and let the workflow reject it)")
         err.print(f"[yellow]warning:[/] pushing an invalid dataset (--force): {report.error_count} errors")
     version = version or default_version()
+    if weights:
+        from yoloops.bundle import check_weights
+
+        check_weights(stack, weights, name)  # a wrong name fails now, not in the workflow
     if quiet:
-        return stack.push_dataset(path, name, version, workers=workers)
+        return stack.push_dataset(path, name, version, workers=workers, weights=weights)
     columns = (TextColumn("[bold]uploading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TextColumn("{task.fields[files]} files"), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=False) as progress:
@@ -185,7 +196,7 @@ def push(
             done["n"] += 1
             progress.update(task, advance=size, files=done["n"])
 
-        result = stack.push_dataset(path, name, version, workers=workers, on_file=on_file)
+        result = stack.push_dataset(path, name, version, workers=workers, on_file=on_file, weights=weights)
     return result
 
 
@@ -216,13 +227,16 @@ def dataset_push(
     timeout: float = typer.Option(3600, "--timeout", help="Seconds --wait waits at most."),
     workers: int = typer.Option(8, "--workers", min=1, max=64, help="Parallel uploads."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    weights: str | None = typer.Option(
+        None, "--weights", help="Base weights of this version's run: champion, or a .pt pushed with "
+        "`yoloops weights push` (overrides the stack's BaseWeights; kept in manifest.json)."),
 ) -> None:
     """Upload a dataset version (manifest.json last, which starts a run) and print the run id."""
     st = _state(ctx)
     if not path.is_dir():
         raise fail(f"dataset directory {path} does not exist (or is not a directory)", 2)
     stack = st.stack
-    result = push(stack, path, name, version, force=force, workers=workers, quiet=as_json)
+    result = push(stack, path, name, version, force=force, workers=workers, quiet=as_json, weights=weights)
     summary: dict[str, Any] = {"dataset": result.dataset, "version": result.version, "run_id": result.run_id,
                                "files": result.files, "bytes": result.bytes,
                                "manifest": f"s3://{stack.bucket}/{result.manifest_key}"}
@@ -390,19 +404,35 @@ def champion_cmd(
     ctx: typer.Context,
     dataset: str = typer.Argument(...),
     as_json: bool = typer.Option(False, "--json"),
+    download: Annotated[Path | None, typer.Option("--download", help="Fetch the champion's model bundle into DIR.")] = None,
+    repair: bool = typer.Option(False, "--repair", help="Make champion/ and the Model Registry match the record."),
 ) -> None:
-    """The current champion model of a dataset and how it got there."""
+    """The current champion model of a dataset, its bundle, and how it got there."""
+    from yoloops import bundle
+
     stack = _state(ctx).stack
     champion = stack.require_champion(dataset)
     history = stack.champion_history(dataset)
+    fixed = bundle.repair(stack, dataset) if repair else None
+    fetched = bundle.download_champion(stack, dataset, download) if download else None
+    files = bundle.champion_files(stack, dataset)
     if as_json:
-        emit_json({"dataset": dataset, "champion": champion, "history": history})
+        emit_json({"dataset": dataset, "champion": champion, "history": history, "bundle": files,
+                   **({"repair": fixed} if fixed is not None else {}),
+                   **({"downloaded": [str(f) for f in fetched]} if fetched is not None else {})})
         return
     value = champion.get("metric_value")
     value_text = f"{value:.4f}" if isinstance(value, int | float) else "-"
     out.print(f"champion of [bold]{dataset}[/]: [bold green]{champion.get('run_id')}[/] "
               f"{champion.get('metric')}={value_text}  since {champion.get('promoted_at')}")
     out.print(f"  model s3://{stack.bucket}/{champion.get('model_key')}  previous: {champion.get('previous_run_id') or '-'}")
+    out.print(f"  bundle s3://{stack.bucket}/models/{dataset}/champion/: "
+              + (", ".join(f"{escape(k)} ({v / 1e6:.2f} MB)" for k, v in sorted(files.items())) or "[red]empty[/]"))
+    if fixed is not None:
+        out.print("  repaired: " + (escape(fixed.get("why") or "") if fixed.get("repaired") else "nothing to repair")
+                  + (f" [red]{escape(fixed['registry_error'])}[/]" if fixed.get("registry_error") else ""))
+    if fetched is not None:
+        out.print(f"  downloaded {len(fetched)} files to {escape(str(download))}/")
     if history:
         table = Table(title="history", expand=False)
         for col in ("at", "action", "run", "metric", "by"):
@@ -412,6 +442,23 @@ def champion_cmd(
             table.add_row(h.get("at", ""), h.get("action", ""), h.get("run_id", ""),
                           f"{v:.4f}" if isinstance(v, int | float) else "-", h.get("actor") or "workflow")
         out.print(table)
+
+
+@weights_app.command("push")
+@handle_errors
+def weights_push(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A .pt file (e.g. COCO-pretrained yolo12s.pt).")],
+    name: str | None = typer.Option(None, "--name", "-n", help="Name under models/pretrained/ (default: file name)."),
+) -> None:
+    """Upload weights under models/pretrained/, for BaseWeights, `dataset push --weights` or a release's yaml."""
+    from yoloops.bundle import push_weights
+
+    stack = _state(ctx).stack
+    key = push_weights(stack, file, name)
+    out.print(f"uploaded s3://{stack.bucket}/{key}")
+    out.print(f"use it: BaseWeights={key.rsplit('/', 1)[-1]} (template parameter), "
+              f"`yoloops dataset push DIR --name N --weights {key.rsplit('/', 1)[-1]}`, or `weights: ...` in a release")
 
 
 @app.command("promote")
@@ -462,7 +509,71 @@ def budget_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
     t.add_row(f"in flight, worst case ({b['in_flight_runs']} runs)", _money(b["in_flight_usd"]))
     colour = "green" if b["remaining_usd"] > 0 else "red"
     t.add_row("remaining", f"[{colour}]{_money(b['remaining_usd'])}[/]")
+    _price_rows(t, b.get("price"))
     out.print(t)
+
+
+def _price_rows(t: Table, price: dict[str, Any] | None) -> None:
+    """The price the gate uses, where it came from and how old it is."""
+    if not price:
+        return
+    if price.get("error"):
+        t.add_row("hourly price", f"[red]{escape(price['error'])}[/]")
+        return
+    t.add_row("hourly price", f"{format_usd(price['hourly_usd'])}/h {price['instance_type']} ({price['region']})")
+    if price["source"] == "price-list-api":
+        seen = f"fetched {price['age_days']} d ago" + (" [red](stale: is RefreshPrices failing?)[/]"
+                                                         if price.get("stale") else "")
+        where = f"AWS Price List API, effective {price['as_of']}, {seen}"
+    elif price["source"] == "shipped-table":
+        where = f"shipped table of {price['as_of']} ({price['age_days']} d old; no Price List API price cached)"
+    else:
+        where = "override: template parameter HourlyPriceOverrideUsd"
+    t.add_row("price source", where)
+
+
+# ---------------------------------------------------------------- dead-letter queues
+
+@dlq_app.command("list")
+@handle_errors
+def dlq_list(ctx: typer.Context, queue: str | None = typer.Option(None, "--queue", help="e.g. notifications, triggers"),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """What failed: every message waiting in the stack's dead-letter queues."""
+    letters = _state(ctx).stack.dlq_list(queue)
+    if as_json:
+        emit_json(letters)
+        return
+    if not letters:
+        out.print("no dead letters")
+        return
+    t = Table(title="dead letters", expand=False)
+    for col in ("queue", "sent", "kind", "what", "error", "message id"):
+        t.add_column(col)
+    for d in letters:
+        t.add_row(d["queue"], d["sent_at"] or "-", d["kind"], escape(d["summary"]),
+                  escape((d["error"] or "-")[:120]), d["message_id"])
+    out.print(t)
+    out.print("send them again: yoloops dlq redrive [--id MESSAGE_ID]")
+
+
+@dlq_app.command("redrive")
+@handle_errors
+def dlq_redrive(ctx: typer.Context, queue: str | None = typer.Option(None, "--queue"),
+                ids: Annotated[list[str] | None, typer.Option("--id", help="Only these message ids (repeatable).")] = None,
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """Send dead letters again to where they were going (the function, or the source queue)."""
+    result = _state(ctx).stack.dlq_redrive(queue, set(ids) if ids else None)
+    if as_json:
+        emit_json(result)
+    else:
+        for r in result["redriven"]:
+            out.print(f"redriven {r['message_id']} ({escape(r['summary'])}) -> {r['to']}")
+        for r in result["skipped"]:
+            err.print(f"[yellow]kept[/] {r['message_id']} ({escape(r['summary'])}): {r['reason']}")
+        if not result["redriven"] and not result["skipped"]:
+            out.print("no dead letters")
+    if result["skipped"]:
+        raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------- local stack

@@ -16,8 +16,6 @@ import contextlib
 import json
 import os
 import socket
-import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -305,6 +303,7 @@ class Stack:
         version: str,
         workers: int = 8,
         on_file: Callable[[str, int], None] | None = None,
+        weights: str | None = None,
     ) -> PushResult:
         """Upload a dataset version: every file in parallel, then manifest.json LAST.
 
@@ -317,6 +316,8 @@ class Stack:
         manifest = build_manifest(root, name, version)
         files = [f for f in manifest["files"] if f["path"] != MANIFEST_NAME]
         manifest["files"] = files
+        if weights:  # base weights of this version's run (yoloops_core.weights reads it at ValidateDataset)
+            manifest["weights"] = weights
         prefix = f"datasets/{name}/{version}/"
         s3 = self.client("s3")
         result = PushResult(name, version, run_id_for_dataset(name, version), len(files),
@@ -422,44 +423,6 @@ class Stack:
         note = Notification(event_type=event_type, dataset=dataset, run_id=run_id, text=text, **extra)
         return publish(note, self.topic_arn, self.client("sns"))
 
-    def _copy_to_champion(self, dataset: str, run: dict[str, Any]) -> str:
-        """Make models/<dataset>/champion/ hold the run's model; returns the champion model key."""
-        s3 = self.client("s3")
-        run_id = run["run_id"]
-        version_prefix = f"models/{dataset}/versions/{run_id}/"
-        champion_prefix = f"models/{dataset}/champion/"
-        if not _exists(s3, self.bucket, version_prefix + "best.pt"):
-            # A kept (never promoted) run: its best.pt is only inside the training output archive.
-            self._extract_best_from_output(run, version_prefix)
-        for name in ("best.pt", "metrics.json"):
-            if _exists(s3, self.bucket, version_prefix + name):
-                s3.copy_object(Bucket=self.bucket, Key=champion_prefix + name,
-                               CopySource={"Bucket": self.bucket, "Key": version_prefix + name})
-        return champion_prefix + "best.pt"
-
-    def _extract_best_from_output(self, run: dict[str, Any], version_prefix: str) -> None:
-        s3 = self.client("s3")
-        run_id = run["run_id"]
-        jobs = list(run.get("job_names") or [])
-        if not jobs:
-            raise CliError(f"run {run_id} has no training job, so it has no model to promote")
-        key = f"runs/{run_id}/output/{jobs[-1]}/output/model.tar.gz"
-        with tempfile.TemporaryDirectory() as tmp:
-            archive = Path(tmp) / "model.tar.gz"
-            try:
-                s3.download_file(self.bucket, key, str(archive))
-            except Exception as exc:
-                raise CliError(f"run {run_id} has no model artifact at s3://{self.bucket}/{key}") from exc
-            with tarfile.open(archive) as tar:
-                members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-                if "best.pt" not in members:
-                    raise CliError(f"s3://{self.bucket}/{key} holds no best.pt")
-                for name in ("best.pt", "metrics.json"):
-                    if name in members:
-                        data = tar.extractfile(members[name])
-                        if data is not None:
-                            s3.put_object(Bucket=self.bucket, Key=version_prefix + name, Body=data.read())
-
     def promote(self, run_id: str, user: str) -> dict[str, Any]:
         """Make a finished run the champion of its dataset (manual override): recorded and notified."""
         run = self.get_run(run_id)
@@ -469,13 +432,18 @@ class Stack:
         status = run.get("status")
         if status not in (RunStatus.PROMOTED, RunStatus.KEPT) or not run.get("metrics"):
             raise CliError(f"run {run_id} is {status}: only a finished run with a model (PROMOTED or KEPT) can be promoted")
+        from yoloops.bundle import check_model_files, publish_champion
+
         previous = self.get_champion(dataset)
-        model_key = self._copy_to_champion(dataset, run)
+        check_model_files(self, {**run, "dataset": dataset})
+        model_key = f"models/{dataset}/versions/{run_id}/best.pt"
         metric = previous.get("metric") if previous else None
         metric = metric or self.parameter("PromotionMetric") or "mAP50-95"
         metrics = _floats(run.get("metrics"))
         champion = self.store.set_champion_manually(
             dataset, run_id, metric, metrics.get(metric), metrics, model_key, actor=user)
+        # The whole bundle to champion/, registry approvals to match (yoloops_core.promote).
+        publish_champion(self, dataset, run)
         was = previous.get("run_id") if previous else None
         self._notify(EventType.MANUAL_PROMOTE, dataset, run_id,
                      f"{user} made {run_id} the champion of {dataset} by hand (was {was or 'none'}).",
@@ -495,7 +463,9 @@ class Stack:
             raise CliError(str(exc)) from exc
         restored = champion.get("run_id")
         if restored:
-            self._copy_to_champion(dataset, self.get_run(restored))
+            from yoloops.bundle import publish_champion
+
+            publish_champion(self, dataset, self.get_run(restored))
         self._notify(EventType.ROLLBACK, dataset, restored,
                      f"{user} rolled {dataset} back from {current.get('run_id')} to {restored}.",
                      metrics=_floats(champion.get("metrics")))
@@ -512,6 +482,7 @@ class Stack:
         values: dict[str, Any] = {
             "artifacts_bucket": self.bucket, "runs_table": self.runs_table,
             "notifications_topic_arn": self.topic_arn, "state_machine_arn": self.state_machine_arn,
+            "aws_region": self.info.region,
         }
         for param, setting in PARAMETER_SETTINGS.items():
             if self.parameter(param) not in (None, ""):
@@ -521,7 +492,50 @@ class Stack:
     def budget(self) -> dict[str, Any]:
         from yoloops_core.budget import budget_summary
 
-        return budget_summary(self.settings(), self.store).model_dump(mode="json")
+        data = budget_summary(self.settings(), self.store).model_dump(mode="json")
+        data["price"] = self.price()
+        return data
+
+    def price(self) -> dict[str, Any]:
+        """The hourly price the budget gate uses now: figure, source, date and age (or why there is none)."""
+        from yoloops_core.prices import UnknownPrice, price_for
+
+        settings = self.settings()
+        try:
+            p = price_for(settings, self.store)
+        except UnknownPrice as exc:
+            return {"error": str(exc), "instance_type": settings.instance_type, "region": settings.region}
+        return {**p.model_dump(mode="json"), "age_days": p.age_days(), "stale": p.stale()}
+
+    # ------------------------------------------------------------ dead-letter queues
+    def dlq_urls(self, queue: str | None = None) -> dict[str, str]:
+        """Output `<Name>DlqUrl` -> {"name": url}; `queue` picks one (a clear error names the others)."""
+        urls = {k[: -len("DlqUrl")].lower(): v for k, v in self.info.outputs.items() if k.endswith("DlqUrl") and v}
+        if queue is None:
+            return urls
+        if queue not in urls:
+            raise CliError(f"no dead-letter queue {queue!r} in stack {self.info.label}: {', '.join(sorted(urls))}")
+        return {queue: urls[queue]}
+
+    def dlq_list(self, queue: str | None = None) -> list[dict[str, Any]]:
+        from yoloops_core import dlq
+
+        return [d.public() for name, url in self.dlq_urls(queue).items()
+                for d in dlq.read(self.client("sqs"), name, url)]
+
+    def dlq_redrive(self, queue: str | None = None, message_ids: set[str] | None = None) -> dict[str, Any]:
+        from yoloops_core import dlq
+
+        outputs = self.info.outputs
+        targets = {kind: outputs[key] for kind, key in (("slack-notifier", "SlackNotifierFunctionName"),
+                                                         ("training-events", "TrainingEventsFunctionName"),
+                                                         ("reconcile", "ReconcileFunctionName")) if outputs.get(key)}
+        out: dict[str, Any] = {"redriven": [], "skipped": []}
+        for name, url in self.dlq_urls(queue).items():
+            result = dlq.redrive(self.client("sqs"), self.client("lambda"), name, url, targets, message_ids)
+            out["redriven"] += result.redriven
+            out["skipped"] += result.skipped
+        return out
 
 
 # ---------------------------------------------------------------- adapters to others' APIs
@@ -534,13 +548,3 @@ def _floats(metrics: Any) -> dict[str, float]:
         except (TypeError, ValueError):
             continue
     return out
-
-
-def _exists(s3: Any, bucket: str, key: str) -> bool:
-    from botocore.exceptions import ClientError
-
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-        return True
-    except ClientError:
-        return False
