@@ -457,8 +457,9 @@ def weights_push(
     stack = _state(ctx).stack
     key = push_weights(stack, file, name)
     out.print(f"uploaded s3://{stack.bucket}/{key}")
-    out.print(f"use it: BaseWeights={key.rsplit('/', 1)[-1]} (template parameter), "
-              f"`yoloops dataset push DIR --name N --weights {key.rsplit('/', 1)[-1]}`, or `weights: ...` in a release")
+    name = key.removeprefix("models/pretrained/")
+    out.print(f"use it: BaseWeights={name} (template parameter), "
+              f"`yoloops dataset push DIR --name N --weights {name}`, or `weights: {name}` in a release's yaml block")
 
 
 @app.command("promote")

@@ -18,6 +18,7 @@ BUCKET = "yoloops-artifacts-test"
     ("yolo12s.pt", "models/pretrained/yolo12s.pt"),
     ("models/pretrained/yolo12s.pt", "models/pretrained/yolo12s.pt"),
     ("models/pretrained/coco/yolo12s.pt", "models/pretrained/coco/yolo12s.pt"),
+    ("coco/yolo12s.pt", "models/pretrained/coco/yolo12s.pt"),
     (f"s3://{BUCKET}/models/pretrained/yolo12s.pt", "models/pretrained/yolo12s.pt"),
 ])
 def test_specs_normalise_to_a_key_under_pretrained(spec, key):
@@ -27,7 +28,7 @@ def test_specs_normalise_to_a_key_under_pretrained(spec, key):
 @pytest.mark.parametrize("spec,message", [
     ("s3://other-bucket/models/pretrained/yolo12s.pt", "bucket 'other-bucket'"),
     (f"s3://{BUCKET}/models/shapes/champion/best.pt", "under models/pretrained/"),
-    ("runs/x/best.pt", "under models/pretrained/"),
+    ("models/shapes/versions/r/best.pt", "under models/pretrained/"),
     ("yolo12s.yaml", "must name a .pt"),
     ("models/pretrained/../secrets.pt", "must name a .pt"),
 ])

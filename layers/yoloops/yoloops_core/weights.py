@@ -56,10 +56,10 @@ def normalize(spec: str | None, bucket: str) -> str:
         text = key
     key = text if text.startswith(PRETRAINED_PREFIX) else PRETRAINED_PREFIX + text
     rest = key[len(PRETRAINED_PREFIX):]
-    if "/" in text and not text.startswith(PRETRAINED_PREFIX):
+    if text.startswith("models/") and not text.startswith(PRETRAINED_PREFIX):
         raise InvalidBaseWeights(
             f"base weights {spec!r} must be a key under {PRETRAINED_PREFIX} (e.g. {PRETRAINED_PREFIX}yolo12s.pt), "
-            f"a bare .pt name or 'champion'")
+            f"a .pt name relative to it (yolo12s.pt, coco/yolo12s.pt) or 'champion'")
     if not _PATH.match(rest) or ".." in rest:
         raise InvalidBaseWeights(
             f"base weights {spec!r} must name a .pt file (letters, digits, '.', '_', '-') under "
