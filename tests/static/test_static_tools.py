@@ -52,7 +52,7 @@ def test_bad_runtime_and_dangling_ref_are_caught(sam_offline, packaged, tmp_path
     broken = copy.deepcopy(packaged)
     broken["Globals"]["Function"]["Runtime"] = "python3.99"
     notify = broken["Resources"]["NotifyFunction"]["Properties"]
-    notify["Policies"][0]["DynamoDBCrudPolicy"]["TableName"] = {"Ref": "RunTable"}  # typo of RunsTable
+    notify["Environment"] = {"Variables": {"RUNS_TABLE": {"Ref": "RunTable"}}}  # typo of RunsTable
     result = lint(sam_offline, broken, tmp_path)
     assert result.returncode != 0
     assert "E3030" in result.stdout and "python3.99" in result.stdout  # runtime not allowed
@@ -70,9 +70,8 @@ def test_invalid_sam_is_rejected_by_the_transform(sam_offline, packaged):
     from samtranslator.model.exceptions import InvalidDocumentException
 
     broken = copy.deepcopy(packaged)
-    broken["Resources"]["S3TriggerFunction"]["Properties"]["Events"]["ZipCreated"]["Properties"]["Bucket"] = (
-        "not-a-ref"  # SAM S3 events need a bucket of this template
-    )
+    # SAM accepts only AWS_IAM or NONE for a function URL.
+    broken["Resources"]["GithubWebhookFunction"]["Properties"]["FunctionUrlConfig"]["AuthType"] = "BOGUS"
     with pytest.raises(InvalidDocumentException):
         sam_offline.translate(broken)
 

@@ -468,6 +468,20 @@ class Deployer:
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return Deployed(logical, "AWS::SQS::Queue", ref=url, attrs={"Arn": arn, "QueueName": name, "QueueUrl": url})
 
+    def _create_AWS_ECR_Repository(self, logical: str, rv: Resolver, props: dict[str, Any]) -> Deployed:
+        p = rv.resolve(props)
+        name = p.get("RepositoryName") or self._name(logical.lower(), 256)
+        ecr = self.client("ecr")
+        kwargs: dict[str, Any] = {"repositoryName": name}
+        if p.get("ImageTagMutability"):
+            kwargs["imageTagMutability"] = p["ImageTagMutability"]
+        try:
+            repo = ecr.create_repository(**kwargs)["repository"]
+        except ecr.exceptions.RepositoryAlreadyExistsException:
+            repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+        return Deployed(logical, "AWS::ECR::Repository", ref=name,
+                        attrs={"Arn": repo["repositoryArn"], "RepositoryUri": repo["repositoryUri"]})
+
     def _create_AWS_SecretsManager_Secret(self, logical: str, rv: Resolver, props: dict[str, Any]) -> Deployed:
         p = rv.resolve(props)
         name = p.get("Name") or self._name(logical, 256)
