@@ -223,7 +223,8 @@ def test_dataset_layouts_and_zip_channel(train_module, tmp_path, layout):
     generate_dataset(src, n_train=3, n_val=2, imgsz=64, layout=layout)
     ds = train_module.prepare_dataset(src, tmp_path / "work")
     data = yaml.safe_load(ds.yaml_path.read_text())
-    assert Path(data["train"]).is_dir() and Path(data["val"]).is_dir()
+    # normalized by yoloops_train.layouts: absolute image lists, whatever the export's layout
+    assert Path(data["train"]).is_file() and Path(data["val"]).is_file()
     assert (ds.n_train, ds.n_val, ds.names) == (3, 2, ["circle", "square", "triangle"])
     # the datasets/<name>/<version>.zip form: the channel holds one zip, the container extracts it
     channel = tmp_path / "channel"

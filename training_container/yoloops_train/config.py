@@ -76,6 +76,9 @@ class TrainConfig:
     compile: bool = False
     export_onnx: bool = False
     wandb_project: str = "yoloops"
+    # Share of train split off to val (by file-name hash) when the dataset has none: the stack passes its
+    # ValFraction so the job splits exactly as the validation report said.
+    val_fraction: float = 0.15
 
     def validate(self) -> None:
         problems = []
@@ -91,6 +94,8 @@ class TrainConfig:
             problems.append(f"amp must be auto|bf16|fp16|fp32, got {self.amp!r}")
         if self.lr0 < 0 or self.patience < 0 or self.close_mosaic < 0:
             problems.append("lr0, patience and close_mosaic must be >= 0")
+        if not 0 <= self.val_fraction <= 0.9:
+            problems.append(f"val_fraction must be in [0, 0.9], got {self.val_fraction}")
         if not self.model.endswith((".pt", ".yaml", ".yml")):
             problems.append(f"model must name a .pt weights file or a model .yaml, got {self.model!r}")
         if problems:

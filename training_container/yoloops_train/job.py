@@ -26,7 +26,7 @@ def train(paths: Paths, cfg: TrainConfig, sig: Signals) -> dict:
     # The image sets YOLO_CONFIG_DIR (fonts baked in); local runs get a stable per-machine dir.
     config_dir = Path(os.environ.get("YOLO_CONFIG_DIR") or Path(tempfile.gettempdir()) / "yoloops-ultralytics")
     make_offline(config_dir)
-    ds = prepare_dataset(paths.train, paths.work)
+    ds = prepare_dataset(paths.train, paths.work, cfg.val_fraction)
     log(f"dataset {ds.root}: {ds.n_train} train / {ds.n_val} val images, classes {ds.names}")
     if cfg.export_onnx:
         try:

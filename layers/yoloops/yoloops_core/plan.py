@@ -21,6 +21,9 @@ def hyperparameters(run: RunContext, settings: Settings) -> dict[str, str]:
     merged = {"model": settings.default_model, "epochs": str(settings.default_epochs),
               **settings.default_hyperparameters}
     merged.update({k: str(v) for k, v in run.hyperparameters.items()})
+    if "val_fraction" in merged or settings.val_fraction != Settings.model_fields["val_fraction"].default:
+        # The job splits a dataset without val exactly as the validation report said (container default 0.15).
+        merged["val_fraction"] = str(settings.val_fraction)
     if run.base_weights:
         merged["model"] = file_name(run.base_weights)
     return merged
