@@ -18,4 +18,4 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     step = parse_model(EvaluateEvent, event, "Evaluate input")
     logger.append_keys(run_id=step.run.run_id, job_name=step.training.job_name)
     return evaluate(step, settings=settings, store=RunStore(settings.runs_table), s3=client("s3"),
-                    registry=registry.from_settings(settings))
+                    registry=registry.from_settings(settings), sagemaker=client("sagemaker"))

@@ -17,7 +17,8 @@ from yoloops_core.evaluate import EvaluateEvent
 from yoloops_core.models import InvalidInput, parse_model
 from yoloops_core.outcomes import notify
 from yoloops_core.promote import PromoteEvent
-from yoloops_core.steps import CheckBudgetEvent, TrainingFailedEvent, ValidateDatasetEvent
+from yoloops_core.gate import CheckBudgetEvent
+from yoloops_core.steps import TrainingFailedEvent, ValidateDatasetEvent
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from yoloops_core import budget
 from yoloops_core.config import ConfigError, Settings
@@ -28,7 +28,9 @@ class MetricsMissing(RuntimeError):
 class TrainingResult(BaseModel):
     job_name: str
     status: str | None = None
-    description: dict[str, Any]
+    # The state carries only name and status (a DescribeTrainingJob output can be large, and the state
+    # has a 256 KiB limit); Evaluate describes the job itself when the description is not given.
+    description: dict[str, Any] = Field(default_factory=dict)
 
 
 class EvaluateEvent(BaseModel):
@@ -146,8 +148,10 @@ def register_model(registry: Any, run: RunContext, *, job_name: str, artifacts: 
 
 
 def evaluate(event: EvaluateEvent, *, settings: Settings, store: Any, s3: Any, registry: Any = None,
-             now: datetime | None = None) -> dict[str, Any]:
+             sagemaker: Any = None, now: datetime | None = None) -> dict[str, Any]:
     run, desc = event.run, event.training.description
+    if not desc and sagemaker is not None:
+        desc = sagemaker.describe_training_job(TrainingJobName=event.training.job_name)
     metric = settings.promotion_metric
     if metric in LOWER_IS_BETTER:
         raise ConfigError(f"PROMOTION_METRIC {metric!r} is lower-is-better; use mAP50-95, mAP50, precision or recall")
@@ -170,7 +174,8 @@ def evaluate(event: EvaluateEvent, *, settings: Settings, store: Any, s3: Any, r
     better, reason, warning = verdict(metric, value, champion_value, settings, comparable)
     delta = None if champion_value is None else value - champion_value
     deltas = {k: metrics[k] - champion_metrics[k] for k in metrics if k in champion_metrics}
-    store.record_attempt_billing(run.run_id, event.attempt.number, budget.billable_seconds(desc))
+    store.record_attempt_billing(run.run_id, event.attempt.number, budget.billable_seconds(desc),
+                                 training_seconds=budget.training_seconds(desc))
     record = store.get_run(run.run_id) or {}
     package_arn, registry_error = register_model(
         registry, run, job_name=event.training.job_name, artifacts=artifacts, metric=metric, metrics=metrics,

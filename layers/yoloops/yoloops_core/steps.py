@@ -30,6 +30,7 @@ from yoloops_core.models import (
     parse_model,
     utcnow,
 )
+from yoloops_core.state_size import compact_report
 from yoloops_core.weights import record_value as weights_record
 from yoloops_core.weights import resolve_request as resolve_run_weights
 
@@ -111,7 +112,7 @@ def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: 
     run.base_weights = resolve_run_weights(request, settings, store=store, s3=s3)
     report = (validator or _default_validator(settings))(settings.artifacts_bucket, request.dataset, s3)
     valid = bool(report.valid)
-    report_dict = report.model_dump(mode="json")
+    report_dict = compact_report(report.model_dump(mode="json"))  # it rides along the whole state
     store.update_run(run.run_id, now=now, note="dataset valid" if valid else "dataset rejected",
                      base_weights=weights_record(run.base_weights,
                                                  request.hyperparameters.get("model") or settings.default_model))
