@@ -195,6 +195,9 @@ def test_token_absent_keeps_the_incoming_webhook(monkeypatch):
 
 def test_token_without_channel_uses_the_webhook_and_no_destination_is_a_config_error(monkeypatch):
     monkeypatch.setattr("yoloops_core.slack.urllib_post", lambda *a: (200, {}, "ok"))
-    assert slack_delivery(settings(), _secrets("xoxb-real"), api_factory=None)(msg("run.started")) == 1
+    read = []
+    secrets = _secrets("xoxb-real")
+    send = slack_delivery(settings(), lambda arn: read.append(arn) or secrets(arn), api_factory=None)
+    assert send(msg("run.started")) == 1 and read == [HOOK_ARN]  # no channel: the token is not even read
     with pytest.raises(ConfigError, match="no Slack destination"):
         slack_delivery(settings(slack_webhook_secret_arn=None, slack_bot_token_secret_arn=None), _secrets(""))

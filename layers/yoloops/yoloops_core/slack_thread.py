@@ -137,9 +137,11 @@ def slack_delivery(settings: Settings, read_secret: Callable[[str], str],
     """The notifier's delivery function: threads when a bot token and a channel are configured, else the
     incoming webhook (today's messages, unchanged)."""
     token = None
-    if settings.slack_bot_token_secret_arn:
+    if settings.slack_channel and settings.slack_bot_token_secret_arn:  # no channel: the token is not read
         token = bot_token_from_secret(read_secret(settings.slack_bot_token_secret_arn))
-    if token and settings.slack_channel:
+        if token is None:
+            logger.warning("SLACK_CHANNEL is set but the bot-token secret holds no xoxb- token: using the webhook")
+    if token:
         api = api_factory(token, settings.slack_api_url)
         if store_factory is None:
             from yoloops_core.store import RunStore
@@ -148,8 +150,6 @@ def slack_delivery(settings: Settings, read_secret: Callable[[str], str],
         else:
             store = store_factory()
         return lambda sns_message: deliver_threaded(sns_message, api, settings.slack_channel, store)
-    if token and not settings.slack_channel:
-        logger.warning("a Slack bot token is set but SLACK_CHANNEL is empty: using the incoming webhook")
     if not settings.slack_webhook_secret_arn:
         raise ConfigError("no Slack destination: SLACK_WEBHOOK_SECRET_ARN is not set and there is no bot token")
     url = webhook_url_from_secret(read_secret(settings.slack_webhook_secret_arn))
