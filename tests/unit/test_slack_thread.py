@@ -119,6 +119,7 @@ def test_a_concurrent_duplicate_deletes_its_own_parent():
 @pytest.mark.parametrize("message", [
     msg("dataset.rejected", "ds-never-started"),              # no run record (rejected before the run)
     msg("champion.manual_promote"),                            # a person's later action: the channel sees it
+    msg("dataset.unchanged"),                                  # same content as this (finished) run: nothing new
     json.dumps({"AlarmName": "dlq", "NewStateValue": "ALARM"}),  # not a yoloops run message
     "plain text from AWS Budgets",
 ])
