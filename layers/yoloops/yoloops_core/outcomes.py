@@ -17,6 +17,7 @@ from yoloops_core.config import Settings
 from yoloops_core.models import EventType, RunStatus, iso, utcnow
 from yoloops_core.notifications import Notification, Publisher, publish
 from yoloops_core.pricing import UnknownInstanceType
+from yoloops_core.run_metrics import emit_run_metrics
 from yoloops_core.steps import StepError, failure_reason
 
 logger = Logger(child=True)
@@ -215,6 +216,8 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher, ledger
         reason=reason, report=report, base_weights=_s(record.get("base_weights")),
     )
     message_id = publish(notification, settings.notifications_topic_arn, sns)
+    emit_run_metrics(outcome=status.value, duration_s=duration, training_s=_num(record.get("billable_seconds")),
+                     interruptions=interruptions, cost_usd=cost)
     logger.info("run finished", extra={"run_id": run_id, "outcome": outcome, "status": status.value,
                                        "message_id": message_id})
     return {"outcome": outcome, "status": status.value, "message_id": message_id}
