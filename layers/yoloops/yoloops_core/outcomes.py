@@ -170,6 +170,10 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher, ledger
                 or _s(evaluation.get("reason")) or result_reason or "not better than the champion"
             reason = why
             text = f"Champion kept for {label}: challenger {shown} ({vs}); {why}."
+        for source in (evaluation, _d(promotion.get("result"))):  # registry trouble is told, never dropped
+            if _s(source.get("registry_error")):
+                text += f" ({source['registry_error']}; `yoloops champion {name} --repair` re-syncs it)"
+                break
         note = _s(_d(_d(state.get("validation")).get("report")).get("layout_note"))
         if note:  # which export layout it was, and whether val was split off by the validator
             text = f"{text} Dataset {note}."
