@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     st = LocalStack(workdir=tmp_path_factory.mktemp("threads"), training=ScriptedTrainingBackend(),
-                    parameters={"SlackChannel": "ml-runs"})
+                    parameters={"SlackChannel": "ml-runs", "UploadQuietSeconds": "900"})  # runs started by hand
     st.start()
     yield st
     st.stop()
@@ -74,6 +74,9 @@ def test_a_run_is_one_thread_started_then_edited_with_the_verdict(stack, tmp_pat
     assert all(m.get("api") for m in stack.slack_messages)  # no webhook post in threaded mode
     assert "<!channel>" not in json.dumps(stack.slack_messages)
     assert "&lt;!channel&gt;" in replies[0]
+    # Schedule rules are not matched by the run's SageMaker/Step Functions events (moto's empty pattern would).
+    scheduled = {stack.function_name("RefreshPricesFunction"), stack.function_name("WatchdogFunction")}
+    assert not [i for i in stack.lambdas.invocations if i.function in scheduled]
 
 
 def _cli(stack, *args):

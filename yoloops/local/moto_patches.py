@@ -291,6 +291,10 @@ def _patch_events_lambda() -> None:
     original = Rule.send_to_targets
 
     def send_to_targets(self, original_event, transform_input=True):
+        if self.scheduled_expression and not self.event_pattern._pattern:
+            # A schedule rule is not matched by events (moto's empty pattern matches every event, so the
+            # watchdog and the price refresh ran on each SageMaker/Step Functions event).
+            return None
         runtime = ACTIVE.lambdas
         lambda_targets = [t for t in self.targets if ":lambda:" in t["Arn"] and ":function:" in t["Arn"]]
         if runtime is None or not lambda_targets:
