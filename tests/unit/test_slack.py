@@ -114,6 +114,10 @@ def test_cloudwatch_alarm_on_the_topic_is_readable():
                         "NewStateReason": "Threshold Crossed: 1 datapoint [1.0] >= 1.0"})
     text = payload_for(alarm)["text"]
     assert "yoloops-dev-executions-failed" in text and "ALARM" in text and "Threshold Crossed" in text
+    dlq = json.dumps({"AlarmName": "yoloops-dev-NotificationsDlqAlarm", "NewStateValue": "ALARM",
+                      "NewStateReason": "1 datapoint [1.0] >= 1.0",
+                      "AlarmDescription": "Slack notifications could not be delivered (see `yoloops dlq list`)"})
+    assert payload_for(dlq)["text"].endswith("\nSlack notifications could not be delivered (see `yoloops dlq list`)")
 
 
 def test_sub_cent_costs_keep_their_digits():

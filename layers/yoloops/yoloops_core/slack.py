@@ -28,12 +28,14 @@ MAX_BACKOFF_S = 20.0
 TIMEOUT_S = 10.0
 
 EMOJI = {
-    "run.started": ":rocket:", "dataset.rejected": ":no_entry:", "budget.blocked": ":money_with_wings:",
+    "run.started": ":rocket:", "dataset.rejected": ":no_entry:", "dataset.unchanged": ":repeat:",
+    "budget.blocked": ":money_with_wings:",
     "training.failed": ":x:", "training.interrupted": ":hourglass:", "model.promoted": ":trophy:",
     "champion.kept": ":shield:", "champion.manual_promote": ":crown:", "champion.rollback": ":rewind:",
 }
 TITLE = {
     "run.started": "Training started", "dataset.rejected": "Dataset rejected",
+    "dataset.unchanged": "Upload unchanged (nothing started)",
     "budget.blocked": "Run blocked by budget", "training.failed": "Training failed",
     "training.interrupted": "Spot interruption", "model.promoted": "New champion promoted",
     "champion.kept": "Champion kept", "champion.manual_promote": "Champion set manually",
@@ -148,9 +150,12 @@ def payload_for(sns_message: str) -> dict[str, Any]:
     if isinstance(message, dict) and "event_type" in message:
         return render(message)
     if isinstance(message, dict) and "AlarmName" in message:
-        # CloudWatch alarms (failed executions, DLQ depth) share the topic.
+        # CloudWatch alarms (Notify errors, DLQ arrivals, price refresh) share the topic; the description says
+        # what to do (e.g. `yoloops dlq list`).
+        what = f"\n{escape(message['AlarmDescription'])}" if message.get("AlarmDescription") else ""
         return {"text": f":rotating_light: Alarm *{escape(message.get('AlarmName'))}* is "
-                        f"{escape(message.get('NewStateValue'))}: {escape(message.get('NewStateReason', ''))}"[:39000]}
+                        f"{escape(message.get('NewStateValue'))}: {escape(message.get('NewStateReason', ''))}"
+                        f"{what}"[:39000]}
     return {"text": escape(sns_message)[:39000]}
 
 
