@@ -71,7 +71,8 @@ def transitions() -> list[tuple[str, str, list[str]]]:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "ds"
         generate_dataset(data, n_train=4, n_val=2, imgsz=64)
-        stack = LocalStack(workdir=Path(tmp) / "stack", training=ScriptedTrainingBackend()).start()
+        stack = LocalStack(workdir=Path(tmp) / "stack", training=ScriptedTrainingBackend(),
+                           parameters={"UploadQuietSeconds": "900"}).start()  # executions started by hand
         try:
             s3, sfn = stack.client("s3"), stack.client("stepfunctions")
             bucket = stack.outputs["ArtifactsBucketName"]

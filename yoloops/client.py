@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from yoloops_core.models import (
+    DatasetRef,
     EventType,
     RunStatus,
     iso,
@@ -320,8 +321,9 @@ class Stack:
             manifest["weights"] = weights
         prefix = f"datasets/{name}/{version}/"
         s3 = self.client("s3")
-        result = PushResult(name, version, run_id_for_dataset(name, version), len(files),
-                            sum(int(f["size"]) for f in files), prefix + MANIFEST_NAME)
+        # The run id carries the content hash of the listing: known once everything is uploaded.
+        result = PushResult(name, version, "", len(files), sum(int(f["size"]) for f in files),
+                            prefix + MANIFEST_NAME)
 
         def upload(entry: dict[str, Any]) -> tuple[str, int]:
             key = prefix + entry["path"]
@@ -338,7 +340,17 @@ class Stack:
         body = json.dumps(manifest, indent=1, sort_keys=True).encode()
         s3.put_object(Bucket=self.bucket, Key=result.manifest_key, Body=body, ContentType="application/json")
         result.uploaded.append(result.manifest_key)
+        result.run_id = self.dataset_run_id(DatasetRef(name=name, version=version))
         return result
+
+    def dataset_run_id(self, dataset: DatasetRef) -> str:
+        """The run id the S3 trigger gives this upload as it is in S3 now (same listing hash)."""
+        from yoloops_core.run_ids import listing_hash
+
+        entries = []
+        for page in self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=dataset.key):
+            entries += [(o["Key"][len(dataset.key):], int(o["Size"]), o["ETag"]) for o in page.get("Contents", [])]
+        return run_id_for_dataset(dataset, listing_hash(entries))
 
     # ------------------------------------------------------------ executions
     def describe_execution(self, run_id: str) -> dict[str, Any] | None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from yoloops_core.models import RunStatus, run_id_for_dataset
+from yoloops_core.models import DatasetRef, RunStatus, run_id_for_dataset
+from yoloops_core.run_ids import listing_hash
 
 from yoloops import client as client_mod
 from yoloops.cli import app
@@ -71,11 +72,18 @@ def _record_puts(monkeypatch) -> list[str]:
     return sent
 
 
+def _content_run_id(root, name: str, version: str) -> str:
+    """The run id of these local files pushed as name/version (single-part uploads: ETag = MD5)."""
+    entries = [(p.relative_to(root).as_posix(), p.stat().st_size, hashlib.md5(p.read_bytes()).hexdigest())
+               for p in root.rglob("*") if p.is_file()]
+    return run_id_for_dataset(DatasetRef(name=name, version=version), listing_hash(entries))
+
+
 def test_push_uploads_every_file_with_its_hash_and_writes_manifest_last(stack, shapes_dir, monkeypatch):
     sent = _record_puts(monkeypatch)
     result = stack.cli("dataset", "push", str(shapes_dir), "--name", "shapes", "--version", "v1", "--workers", "4")
     assert result.exit_code == 0, result.output
-    run_id = run_id_for_dataset("shapes", "v1")
+    run_id = _content_run_id(shapes_dir, "shapes", "v1")
     assert run_id in result.stdout
 
     prefix = "datasets/shapes/v1/"
@@ -99,7 +107,7 @@ def test_push_json_and_default_version_is_a_utc_timestamp(stack, shapes_dir):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert len(data["version"]) == 15 and data["version"][8] == "-" and data["version"].replace("-", "").isdigit()
-    assert data["run_id"] == run_id_for_dataset("shapes", data["version"])
+    assert data["run_id"] == _content_run_id(shapes_dir, "shapes", data["version"])
     assert data["files"] == 2 * 9 + 1  # images + labels + data.yaml
 
 

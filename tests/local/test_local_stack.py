@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+from yoloops_core.models import DatasetRef, run_id_for_dataset
+from yoloops_core.run_ids import listing_hash
 
 from yoloops.local import LocalStack, ScriptedTrainingBackend, complete
 from yoloops.synth import generate_dataset
@@ -91,16 +93,20 @@ def test_manifest_upload_fires_the_trigger_and_the_run_reaches_slack(stack, tmp_
     manifest = build_manifest(root, "trig", "v1")
     s3.put_object(Bucket=bucket, Key="datasets/trig/v1/manifest.json", Body=json.dumps(manifest).encode())
 
-    result = _wait_execution(stack, stack.outputs["TrainingStateMachineArn"], "ds-trig-v1")
+    # The run id carries the content hash of the uploaded listing.
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="datasets/trig/v1/")["Contents"]
+    run_id = run_id_for_dataset(DatasetRef(name="trig", version="v1"), listing_hash(
+        (o["Key"].removeprefix("datasets/trig/v1/"), o["Size"], o["ETag"]) for o in listed))
+    result = _wait_execution(stack, stack.outputs["TrainingStateMachineArn"], run_id)
     assert result["status"] == "SUCCEEDED"
-    assert any("ds-trig-v1" in json.dumps(m) for m in stack.slack_messages)
+    assert any(run_id in json.dumps(m) for m in stack.slack_messages)
     # The SageMaker state-change events reached the TrainingEvents function through the EventBridge rule.
     events = [i for i in stack.lambdas.invocations if i.source == "events"]
     assert {e.event["detail"]["SecondaryStatus"] for e in events} >= {"Starting", "Training", "Completed"}
     assert all(e.error is None for e in events)
     # The control endpoint shows what the Slack receiver got.
     with urllib.request.urlopen(f"{stack.control_url}/slack", timeout=10) as resp:
-        assert any("ds-trig-v1" in json.dumps(m) for m in json.loads(resp.read()))
+        assert any(run_id in json.dumps(m) for m in json.loads(resp.read()))
 
 
 def test_github_webhook_function_url_answers_signed_and_rejects_unsigned(stack):

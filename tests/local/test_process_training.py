@@ -24,7 +24,9 @@ HP = {"model": "yolo11n.yaml", "epochs": "5", "imgsz": "64", "batch": "8", "work
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     work = tmp_path_factory.mktemp("proc")
-    st = LocalStack(workdir=work / "stack", training=ProcessTrainingBackend(work / "training", checkpoint_sync_s=0.3))
+    # The test starts its execution itself: the upload must not close by quiet into a second run.
+    st = LocalStack(workdir=work / "stack", training=ProcessTrainingBackend(work / "training", checkpoint_sync_s=0.3),
+                    parameters={"UploadQuietSeconds": "900"})
     st.start()
     yield st
     st.stop()

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 from yoloops_core.config import Settings
-from yoloops_core.models import job_name, run_id_for_dataset, run_id_for_release
+from yoloops_core.models import DatasetRef, job_name, run_id_for_dataset, run_id_for_release
 from yoloops_core.pricing import HOURLY_PRICE_USD
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIGGERS = {"S3TriggerFunction", "GithubWebhookFunction"}
-ASYNC_FUNCTIONS = {"SlackNotifierFunction", "S3TriggerFunction", "TrainingEventsFunction"}
+ASYNC_FUNCTIONS = {"SlackNotifierFunction", "TrainingEventsFunction"}
 
 
 def dumps(value: Any) -> str:
@@ -174,18 +174,29 @@ def test_sagemaker_role_is_scoped(resources):
 # ------------------------------------------------------------------ triggers
 
 
-def test_s3_trigger_fires_on_every_object_created_kind_for_markers_only(resources):
-    events = resources["S3TriggerFunction"]["Properties"]["Events"]
-    s3_events = [e["Properties"] for e in events.values() if e["Type"] == "S3"]
-    assert len(s3_events) == 2
-    filters = set()
-    for props in s3_events:
-        # ObjectCreated:* covers CompleteMultipartUpload and Copy; :Put alone misses multipart uploads.
-        assert as_list(props["Events"]) == ["s3:ObjectCreated:*"]
-        assert props["Bucket"] == {"Ref": "ArtifactsBucket"}
-        rules = {r["Name"]: r["Value"] for r in props["Filter"]["S3Key"]["Rules"]}
-        filters.add((rules["prefix"], rules["suffix"]))
-    assert filters == {("datasets/", "manifest.json"), ("datasets/", ".zip")}
+def test_every_dataset_object_event_reaches_the_trigger_batched_through_sqs(resources):
+    from yoloops_core.s3_trigger import NOTIFICATION_EVENTS, NOTIFICATION_PREFIX
+
+    bucket = resources["ArtifactsBucket"]
+    (queue_conf,) = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    # ObjectCreated:* covers CompleteMultipartUpload and Copy; :Put alone misses multipart uploads.
+    assert [queue_conf["Event"]] == list(NOTIFICATION_EVENTS)
+    assert queue_conf["Queue"] == {"Fn::GetAtt": ["UploadsQueue", "Arn"]}
+    assert queue_conf["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": NOTIFICATION_PREFIX}]
+    assert "LambdaConfigurations" not in bucket["Properties"]["NotificationConfiguration"]  # no Lambda per object
+    assert bucket["DependsOn"] == "UploadsQueuePolicy"  # S3 tests its permission to send when configured
+    policy = resources["UploadsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert policy["Principal"] == {"Service": "s3.amazonaws.com"} and policy["Action"] == "sqs:SendMessage"
+    queue = resources["UploadsQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["TriggersDlq", "Arn"]}
+    fn = resources["S3TriggerFunction"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * fn["Timeout"]  # AWS's rule for SQS event sources
+    (source,) = fn["Events"].values()
+    assert source["Type"] == "SQS" and source["Properties"]["Queue"] == {"Fn::GetAtt": ["UploadsQueue", "Arn"]}
+    assert source["Properties"]["BatchSize"] == 10000
+    assert source["Properties"]["MaximumBatchingWindowInSeconds"] == {"Ref": "UploadBatchWindowSeconds"}
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert fn["Environment"]["Variables"]["UPLOADS_QUEUE_URL"] == {"Ref": "UploadsQueue"}
 
 
 def test_no_function_references_the_bucket_resource(template, resources):
@@ -239,8 +250,8 @@ def test_training_events_rule_matches_yoloops_jobs_only(resources):
     def matches(job: str) -> bool:
         return any(job.startswith(p) for p in prefixes)
 
-    assert matches(job_name(run_id_for_dataset("coco8", "v1"), 1))
-    assert matches(job_name(run_id_for_release("acme/detector", "v2.0.0"), 3))
+    assert matches(job_name(run_id_for_dataset(DatasetRef(name="coco8", version="v1"), "0" * 64), 1))
+    assert matches(job_name(run_id_for_release("acme/detector", "v2.0.0", 1), 3))
     assert not matches("someone-elses-job-2026")
 
 
@@ -284,7 +295,7 @@ def test_required_settings_are_always_set(template):
 
 def test_no_secret_value_reaches_an_environment(template, resources):
     secrets = {k for k, v in resources.items() if v["Type"] == "AWS::SecretsManager::Secret"}
-    assert secrets == {"SlackWebhookSecret", "GithubWebhookSecret", "WandbApiKeySecret"}
+    assert secrets == {"SlackWebhookSecret", "SlackBotTokenSecret", "GithubWebhookSecret", "WandbApiKeySecret"}
     for name, value in all_environment_names(template, resources).items():
         if re.search(r"SECRET|KEY|TOKEN|PASSWORD|WEBHOOK", name):
             assert name.endswith("_ARN") and value in [{"Ref": s} for s in secrets], name
@@ -351,15 +362,32 @@ def test_alarms_watch_the_notify_step_and_every_dlq(resources):
     assert all(a["AlarmActions"] == [{"Ref": "NotificationsTopic"}] for a in alarms)
     # Handled outcomes (rejected, blocked, failed) are notified by the workflow; an ExecutionsFailed
     # alarm would repeat each of them. The alarm is for an outcome that may not have been notified.
-    assert not [a for a in alarms if a["MetricName"] == "ExecutionsFailed"]
-    errors = [a for a in alarms if a["MetricName"] == "Errors"]
-    assert errors and errors[0]["Dimensions"][0]["Value"] == {"Ref": "NotifyFunction"}
-    queues = {k for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
-    watched = {
-        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
-        for a in alarms if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    }
-    assert watched == queues
+    assert not [a for a in alarms if a.get("MetricName") == "ExecutionsFailed"]
+    errors = {a["Dimensions"][0]["Value"]["Ref"] for a in alarms if a.get("MetricName") == "Errors"}
+    assert errors >= {"NotifyFunction", "RefreshPricesFunction"}
+    # Every queue something dead-letters into is alarmed on arrivals (NumberOfMessagesSent, Sum, >= 1 within
+    # 5 minutes), never on depth alone: depth stays >= 1 for the retention period and hides later failures.
+    dlqs: set[str] = set()
+    for res in resources.values():
+        props = res.get("Properties") or {}
+        dlqs |= refs(props.get("DeadLetterQueue")) | refs(props.get("RedrivePolicy"))
+        for ev in (props.get("Events") or {}).values():
+            dlqs |= refs((ev.get("Properties") or {}).get("DeadLetterConfig"))
+    assert dlqs >= {"NotificationsDlq", "TriggersDlq"}
+
+    def sent_alarm(a):
+        stats = [a] if "MetricName" in a else [
+            {**m["MetricStat"]["Metric"], "Statistic": m["MetricStat"]["Stat"], "Period": m["MetricStat"]["Period"]}
+            for m in a.get("Metrics", []) if "MetricStat" in m]
+        for st in stats:
+            if st["MetricName"] == "NumberOfMessagesSent" and st["Statistic"] == "Sum" and st["Period"] <= 300:
+                assert a["Threshold"] == 1 and a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+                assert a["TreatMissingData"] == "notBreaching"
+                return st["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        return None
+
+    assert {sent_alarm(a) for a in alarms} >= dlqs
+    assert not [a for a in alarms if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"]
 
 
 def test_budget_alerts_at_80_and_100_percent_of_the_parameter(resources):

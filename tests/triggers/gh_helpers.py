@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from yoloops_core.github import WebhookDeps, handle_webhook
-from yoloops_core.models import DatasetRef
+from yoloops_core.models import DatasetRef, run_id_for_release
 from yoloops_core.runs import StartResult
 from yoloops_core.training_events import RecordResult, TrainingEventDeps, handle_training_event
 
@@ -28,8 +28,12 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 TEST_SECRET = "yoloops-test-webhook-secret-do-not-use-in-production"
 REPO = "acme-robotics/pallet-detector"
 TAG = "v1.4.0"
-RELEASE_RUN_ID = "gh-acme-robotics-pallet-detector-v1-4-0"  # run_id_for_release(REPO, TAG)
-DATASET_RUN_ID = "ds-pallets-2026-11-20"  # run_id_for_dataset("pallets", "2026-11-20")
+RELEASE_ID = 187000001
+# The run id the webhook gives the fixtures' release (repo, tag, release.id).
+WEBHOOK_RUN_ID = run_id_for_release(REPO, TAG, RELEASE_ID)
+# Run ids in the sagemaker_* fixtures' job names (training events parse any `<run id>-a<n>`).
+RELEASE_RUN_ID = "gh-acme-robotics-pallet-detector-v1-4-0"
+DATASET_RUN_ID = "ds-pallets-2026-11-20"
 
 
 def sign(body: bytes, secret: str = TEST_SECRET) -> str:

@@ -63,26 +63,3 @@ def record_event(key: str, *, event_name: str = "ObjectCreated:Put", bucket: str
     rec["s3"]["bucket"]["name"] = bucket
     rec["s3"]["object"].update(key=key, size=size, sequencer=sequencer)
     return event
-
-
-def template_notification_rules() -> tuple[tuple[str, str], ...] | None:
-    """(prefix, suffix) rules of S3TriggerFunction's S3 events in template.yaml, or None without them."""
-    path = ROOT / "template.yaml"
-    if not path.exists():
-        return None
-    from yoloops.local.deploy import load_template
-
-    template = load_template(path)
-    fn = (template.get("Resources") or {}).get("S3TriggerFunction")
-    if not fn:
-        return None
-    rules = []
-    for ev in ((fn.get("Properties") or {}).get("Events") or {}).values():
-        if ev.get("Type") != "S3":
-            continue
-        props = ev.get("Properties") or {}
-        filt = {r["Name"].lower(): r["Value"] for r in (props.get("Filter") or {}).get("S3Key", {}).get("Rules", [])}
-        events = props.get("Events")
-        events = events if isinstance(events, list) else [events]
-        rules.append((filt.get("prefix", ""), filt.get("suffix", ""), tuple(events)))
-    return tuple(rules) or None

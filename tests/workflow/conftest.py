@@ -18,7 +18,9 @@ from yoloops.synth import generate_dataset
 
 @pytest.fixture(scope="module")
 def workflow_stack(tmp_path_factory):
-    stack = LocalStack(workdir=tmp_path_factory.mktemp("stack"), training=ScriptedTrainingBackend())
+    # Tests start executions themselves; uploads must not close by quiet into runs of their own.
+    stack = LocalStack(workdir=tmp_path_factory.mktemp("stack"), training=ScriptedTrainingBackend(),
+                       parameters={"UploadQuietSeconds": "900"})
     stack.start()
     yield stack
     stack.stop()
@@ -46,15 +48,15 @@ class Harness:
         self.sm_arn = stack.outputs["TrainingStateMachineArn"]
 
     def upload_dataset(self, name: str, version: str) -> None:
-        # No manifest.json: the S3 trigger stays quiet and the test starts the execution itself.
+        # No manifest.json and UploadQuietSeconds=900: the S3 trigger stays quiet; the test starts the run.
         for path in sorted(p for p in self.dataset_dir.rglob("*") if p.is_file()):
             key = f"datasets/{name}/{version}/{path.relative_to(self.dataset_dir).as_posix()}"
             self.s3.upload_file(str(path), self.bucket, key)
 
     def start(self, name: str, version: str, run_id: str | None = None, request: Any = None) -> str:
-        from yoloops_core.models import run_id_for_dataset
+        from yoloops_core.models import DatasetRef, run_id_for_dataset
 
-        run_id = run_id or run_id_for_dataset(name, version)
+        run_id = run_id or run_id_for_dataset(DatasetRef(name=name, version=version), "0" * 64)
         body = request if request is not None else {
             "dataset": {"name": name, "version": version, "format": "dir"},
             "trigger": {"source": "manual", "ref": "tests/workflow"},

@@ -232,6 +232,7 @@ class Deployment:
     functions: dict[str, FunctionSpec]
     function_urls: dict[str, str]  # logical id of the function -> physical function name
     parameters: dict[str, Any]
+    sqs_mappings: list[Any] = field(default_factory=list)  # event_sources.SqsMapping
 
 
 def _check_parameter(name: str, spec: dict[str, Any], value: Any) -> None:
@@ -242,8 +243,13 @@ def _check_parameter(name: str, spec: dict[str, Any], value: Any) -> None:
     if allowed is not None and value not in [str(a) for a in allowed]:
         raise DeployError(f"parameter {name}={value!r} is not one of its AllowedValues {allowed}")
     pattern = spec.get("AllowedPattern")
-    if pattern and spec.get("Type", "String") == "String" and not re.fullmatch(pattern, value):
-        raise DeployError(f"parameter {name}={value!r} does not match its AllowedPattern {pattern}")
+    if pattern and spec.get("Type", "String") == "String":
+        try:
+            matched = re.fullmatch(pattern, value)
+        except re.error as exc:
+            raise DeployError(f"parameter {name}: AllowedPattern {pattern!r} is not a valid regex ({exc})") from None
+        if not matched:
+            raise DeployError(f"parameter {name}={value!r} does not match its AllowedPattern {pattern}")
     if spec.get("Type") == "Number":
         try:
             number = float(value)
@@ -276,6 +282,7 @@ class Deployer:
         self.function_urls: dict[str, str] = {}
         self.functions: dict[str, FunctionSpec] = {}
         self._bucket_notifications: list[tuple[str, dict[str, Any]]] = []
+        self.sqs_mappings: list[Any] = []  # event_sources.SqsMapping, polled by the stack once deployed
         self._post: list[Callable[[], None]] = []
 
     def client(self, name: str) -> Any:
@@ -338,7 +345,7 @@ class Deployer:
                 continue
             outputs[name] = str(rv.resolve(out["Value"]))
         return Deployment(outputs=outputs, resources=rv.deployed, functions=self.functions,
-                          function_urls=self.function_urls, parameters=params)
+                          function_urls=self.function_urls, parameters=params, sqs_mappings=self.sqs_mappings)
 
     def _order(self, resources: dict[str, Any]) -> list[str]:
         deps: dict[str, set[str]] = {}
@@ -407,8 +414,18 @@ class Deployer:
                 entry["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"].lower(), "Value": r["Value"]}
                                                            for r in rules]}}
             lambdas.append(entry)
-        self.client("s3").put_bucket_notification_configuration(
-            Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": lambdas})
+        queues = []
+        for item in config.get("QueueConfigurations", []):
+            rules = (((item.get("Filter") or {}).get("S3Key") or {}).get("Rules")) or []
+            entry = {"QueueArn": item["Queue"], "Events": [item["Event"]]}
+            if rules:
+                entry["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"].lower(), "Value": r["Value"]}
+                                                           for r in rules]}}
+            queues.append(entry)
+        notification: dict[str, Any] = {"LambdaFunctionConfigurations": lambdas}
+        if queues:
+            notification["QueueConfigurations"] = queues
+        self.client("s3").put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=notification)
 
     def _create_AWS_DynamoDB_Table(self, logical: str, rv: Resolver, props: dict[str, Any]) -> Deployed:
         p = rv.resolve(props)
@@ -463,24 +480,13 @@ class Deployer:
         name = p.get("QueueName") or self._name(logical, 80)
         attrs = {k: str(v) for k, v in p.items()
                  if k in ("MessageRetentionPeriod", "VisibilityTimeout", "DelaySeconds", "FifoQueue")}
+        if "RedrivePolicy" in p:  # moto moves a message to the DLQ after maxReceiveCount receives
+            attrs["RedrivePolicy"] = json.dumps(p["RedrivePolicy"]) if not isinstance(p["RedrivePolicy"], str) \
+                else p["RedrivePolicy"]
         sqs = self.client("sqs")
         url = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return Deployed(logical, "AWS::SQS::Queue", ref=url, attrs={"Arn": arn, "QueueName": name, "QueueUrl": url})
-
-    def _create_AWS_ECR_Repository(self, logical: str, rv: Resolver, props: dict[str, Any]) -> Deployed:
-        p = rv.resolve(props)
-        name = p.get("RepositoryName") or self._name(logical.lower(), 256)
-        ecr = self.client("ecr")
-        kwargs: dict[str, Any] = {"repositoryName": name}
-        if p.get("ImageTagMutability"):
-            kwargs["imageTagMutability"] = p["ImageTagMutability"]
-        try:
-            repo = ecr.create_repository(**kwargs)["repository"]
-        except ecr.exceptions.RepositoryAlreadyExistsException:
-            repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
-        return Deployed(logical, "AWS::ECR::Repository", ref=name,
-                        attrs={"Arn": repo["repositoryArn"], "RepositoryUri": repo["repositoryUri"]})
 
     def _create_AWS_SecretsManager_Secret(self, logical: str, rv: Resolver, props: dict[str, Any]) -> Deployed:
         p = rv.resolve(props)
@@ -594,6 +600,35 @@ class Deployer:
             events.put_targets(Rule=name, Targets=targets, **({"EventBusName": p["EventBusName"]}
                                                                if p.get("EventBusName") else {}))
         return Deployed(logical, "AWS::Events::Rule", ref=name, attrs={"Arn": arn})
+
+    def _create_AWS_Lambda_EventSourceMapping(self, logical: str, rv: Resolver, props: dict[str, Any]) -> Deployed:
+        """SQS sources get a poller thread (moto never polls); other sources are not emulated."""
+        from yoloops.local.event_sources import mapping_from_properties
+
+        p = rv.resolve(props)
+        source = str(p.get("EventSourceArn", ""))
+        if ":sqs:" not in source:
+            return Deployed(logical, "AWS::Lambda::EventSourceMapping", ref=logical, skipped="only SQS is emulated")
+        spec = self.runtime.resolve(p["FunctionName"])
+        sqs = self.client("sqs")
+        url = sqs.get_queue_url(QueueName=source.rsplit(":", 1)[-1])["QueueUrl"]
+        self.sqs_mappings.append(mapping_from_properties(p, spec.name, url))
+        # Not registered with moto: its SQS backend would invoke the function once per message on send.
+        return Deployed(logical, "AWS::Lambda::EventSourceMapping", ref=f"{spec.name}-{logical}")
+
+    def _create_AWS_ECR_Repository(self, logical: str, rv: Resolver, props: dict[str, Any]) -> Deployed:
+        p = rv.resolve(props)
+        name = p.get("RepositoryName") or self._name(logical.lower(), 256)
+        ecr = self.client("ecr")
+        kwargs: dict[str, Any] = {"repositoryName": name}
+        if p.get("ImageTagMutability"):
+            kwargs["imageTagMutability"] = p["ImageTagMutability"]
+        try:
+            repo = ecr.create_repository(**kwargs)["repository"]
+        except ecr.exceptions.RepositoryAlreadyExistsException:
+            repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+        return Deployed(logical, "AWS::ECR::Repository", ref=name,
+                        attrs={"Arn": repo["repositoryArn"], "RepositoryUri": repo["repositoryUri"]})
 
     def _create_AWS_Lambda_EventInvokeConfig(self, logical: str, rv: Resolver, props: dict[str, Any]) -> Deployed:
         p = rv.resolve(props)

@@ -42,6 +42,7 @@ from yoloops_core.models import (
 )
 from yoloops_core.notifications import Notification
 from yoloops_core.runs import StartResult
+from yoloops_core.webhook_guards import release_age_problem, release_key, usable_secret
 
 logger = Logger(child=True)
 
@@ -50,6 +51,7 @@ EVENT_HEADER = "x-github-event"
 DELIVERY_HEADER = "x-github-delivery"
 REASON_HEADER = "x-yoloops-reason"
 MAX_YAML_BLOCK_BYTES = 16_384
+MAX_RELEASE_RETRIES = 20  # re-publishes of one release after ImageNotFound (run ids end -r2 ... -r20)
 # The first fenced block tagged yaml/yml in the release notes. Opening and closing fences are found
 # with two linear searches (one lazy regex over both is quadratic on many unclosed openings).
 _YAML_OPEN = re.compile(r"^[ \t]*```[ \t]*ya?ml[ \t]*\r?$\n?", re.MULTILINE)
@@ -118,6 +120,7 @@ class FunctionUrlRequest(BaseModel):
 class _Release(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
+    id: int | None = None  # GitHub's release id: a new release with a reused tag is a new run
     tag_name: str = Field(min_length=1, max_length=255)
     html_url: str = Field(min_length=1, max_length=512)
     # Strict: GitHub sends JSON booleans; a 0/"false" here is not a payload GitHub produced.
@@ -125,6 +128,7 @@ class _Release(BaseModel):
     prerelease: StrictBool = False
     body: str | None = None
     name: str | None = None
+    published_at: str | None = None  # signed (unlike the delivery id): webhook_guards dedupes and ages on it
 
 
 class _Repository(BaseModel):
@@ -239,6 +243,8 @@ def signature_for(secret: str | bytes, body: bytes) -> str:
 
 
 def signature_matches(secret: str | bytes, body: bytes, provided: str) -> bool:
+    if not usable_secret(secret):  # anyone can sign with an empty key
+        return False
     # compare_digest on bytes: a str with non-ASCII characters would raise TypeError.
     expected = signature_for(secret, body).encode()
     return hmac.compare_digest(expected, provided.encode("utf-8", "surrogatepass"))
@@ -262,11 +268,16 @@ class WebhookDeps:
     # (dataset name or None, version or None) -> the newest complete version matching, or None.
     find_dataset: Callable[[str | None, str | None], DatasetRef | None]
     notify: Callable[[Notification], Any]
+    # run id -> did that run fail because its image never appeared in ECR? (then a re-publish retries)
+    image_never_came: Callable[[str], bool] = lambda run_id: False
     allow_prereleases: bool = False
     max_body_bytes: int = 1_000_000
     # Gives the idempotency layer the invocation's remaining time, so the in-progress record of a
     # crashed invocation expires with it instead of blocking redeliveries for days.
     register_context: Callable[[Any], None] = lambda context: None
+    # Publications older than this are refused (None: no age check); `now` is injectable for tests.
+    max_release_age_hours: float | None = None
+    now: Callable[[], Any] | None = None
 
 
 def _raw_body(request: FunctionUrlRequest, limit: int) -> bytes | WebhookResponse:
@@ -303,7 +314,11 @@ def handle_webhook(event: Any, deps: WebhookDeps) -> WebhookResponse:
     provided = request.header(SIGNATURE_HEADER)
     if not provided:
         return _reject(401, "missing X-Hub-Signature-256 header")
-    if not signature_matches(deps.secret(), raw, provided):
+    secret = deps.secret()
+    if not usable_secret(secret):
+        logger.error("GitHub webhook secret is empty: every delivery is refused until it is set")
+        return _reject(500, "the webhook secret is empty on the server; set GithubWebhookSecret in Secrets Manager")
+    if not signature_matches(secret, raw, provided):
         return _reject(401, "X-Hub-Signature-256 does not match the body")
 
     event_type = request.header(EVENT_HEADER) or ""
@@ -331,9 +346,13 @@ def handle_webhook(event: Any, deps: WebhookDeps) -> WebhookResponse:
         return _ignore(f"release {rel.tag_name} is a draft; drafts never start a run")
     if rel.prerelease and not deps.allow_prereleases:
         return _ignore(f"release {rel.tag_name} is a prerelease and ALLOW_PRERELEASES is off")
+    too_old = release_age_problem(rel.published_at, deps.max_release_age_hours, deps.now() if deps.now else None)
+    if too_old:
+        logger.warning("stale release refused", extra=log | {"reason": too_old})
+        return _reject(422, too_old)
 
     repo, tag = release.repository.full_name, rel.tag_name
-    run_id = run_id_for_release(repo, tag)
+    run_id = run_id_for_release(repo, tag, rel.id)
     log |= {"repo": repo, "tag": tag, "run_id": run_id}
     try:
         request_model = _run_request(release, delivery, deps)
@@ -345,13 +364,20 @@ def handle_webhook(event: Any, deps: WebhookDeps) -> WebhookResponse:
         return _reject(422, reason)
 
     def start() -> dict[str, Any]:
-        result = deps.start(request_model, run_id)
+        # The execution name dedupes the release; only a run that died waiting for its image is retried,
+        # as `<run id>-r<n>` (the same release.id, published again once CI pushed the image).
+        for retry in range(1, MAX_RELEASE_RETRIES + 1):
+            rid = run_id_for_release(repo, tag, rel.id, retry)
+            result = deps.start(request_model, rid)
+            if result.started or not deps.image_never_came(rid):
+                break
         return {"run_id": result.run_id, "started": result.started, "execution_arn": result.execution_arn}
 
     try:
-        outcome = deps.once(delivery, start) if delivery else start()
+        key = release_key(rel.id, release.action, rel.published_at, delivery)
+        outcome = deps.once(key, start) if key else start()
     except DeliveryInProgress:
-        return _reject(409, f"delivery {delivery} is already being processed")
+        return _reject(409, f"release {tag} (delivery {delivery}) is already being processed")
     logger.info("release handled", extra=log | outcome)
     if not outcome["started"]:
         return WebhookResponse(200, outcome, f"a run for {repo}@{tag} was already started")
@@ -421,6 +447,7 @@ def default_deps() -> WebhookDeps:
     from yoloops_core.notifications import publish
     from yoloops_core.runs import start_run
     from yoloops_core.s3_trigger import latest_complete_version
+    from yoloops_core.store import RunStore
 
     settings = get_settings()
     missing = [n for n in ("github_webhook_secret_arn", "state_machine_arn", "idempotency_table")
@@ -436,8 +463,13 @@ def default_deps() -> WebhookDeps:
         find_dataset=lambda name, version: latest_complete_version(
             settings.runs_table, ddb=aws.client("dynamodb"), name=name, version=version),
         notify=lambda n: publish(n, settings.notifications_topic_arn, aws.client("sns")),
+        image_never_came=lambda run_id: _image_never_came(RunStore(settings.runs_table, aws.client("dynamodb")), run_id),
         allow_prereleases=settings.allow_prereleases,
         max_body_bytes=settings.max_webhook_body_bytes,
+        max_release_age_hours=settings.max_release_age_hours,
     )
 
 
+def _image_never_came(store: Any, run_id: str) -> bool:
+    record = store.get_run(run_id) or {}
+    return record.get("status") == "FAILED" and str(record.get("failure_reason") or "").startswith("ImageNotFound")

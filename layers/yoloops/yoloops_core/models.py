@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
 
 # MAX_RUN_ID_LENGTH: job name "<run id>-a<attempt>" fits SageMaker's 63 chars (re-exported for steps.py).
 from yoloops_core.run_ids import MAX_RUN_ID_LENGTH, dataset_run_id, release_run_id  # noqa: F401
@@ -80,6 +80,13 @@ class DatasetRef(BaseModel):
     # An upload with no version segment (datasets/<name>/..., datasets/<name>.zip): where it really is;
     # its version is then a short content hash (yoloops_core.uploads).
     location: str | None = Field(None, pattern=r"^datasets/[^\x00]{1,1000}$")
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_location(self, handler: Any) -> Any:
+        data = handler(self)  # a versioned dataset keeps its old shape: {name, version, format}
+        if isinstance(data, dict) and data.get("location") is None:
+            data.pop("location", None)
+        return data
 
     @property
     def content_named(self) -> bool:

@@ -1,0 +1,59 @@
+"""Run ids: an injective encoding of what triggered a run plus a short hash of its content.
+
+    ds-<readable dataset/version>-<trigger hash 8>-<content hash 8>      (S3 uploads, `dataset push`)
+    gh-<readable repo/tag>-<trigger hash 8>-<release.id hash 8>[-r<n>]   (GitHub releases)
+
+The readable part is a lossy slug (`a-b/c` and `a/b-c` both read `a-b-c`) and may be truncated; the
+trigger hash is a SHA-256 of the exact, separator-delimited trigger string, so two different triggers
+differ there even when their slugs agree. The content hash makes new bytes under the same name a new
+run, and the same bytes the same run (the execution name dedupes it). Ids use only [a-zA-Z0-9-] and
+stay <= MAX_RUN_ID_LENGTH, so `<run id>-a<attempt>` fits SageMaker's 63 characters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+
+MAX_RUN_ID_LENGTH = 59  # job name "<run id>-a<attempt>" <= 63 with attempts up to 10 ("-a10")
+HASH_LENGTH = 8
+RETRY_SUFFIX_RESERVE = 4  # "-r<n>" for a release re-published after ImageNotFound (n <= 99)
+MANIFEST_NAME = "manifest.json"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9]", "-", text)).strip("-") or "x"
+
+
+def short_hash(text: str, length: int = HASH_LENGTH) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+
+
+def encode_run_id(kind: str, readable: Iterable[str], exact: Iterable[str], content: str) -> str:
+    """`<kind>-<slug...>-<hash(exact)>-<content[:8]>`, truncating only the readable part."""
+    exact_text = "\x00".join([kind, *exact])  # NUL never occurs in S3 keys' names or tags: injective
+    tail = f"-{short_hash(exact_text)}-{_slug(content)[:HASH_LENGTH]}"
+    budget = MAX_RUN_ID_LENGTH - RETRY_SUFFIX_RESERVE - len(kind) - 1 - len(tail)
+    body = "-".join(_slug(p) for p in readable)[:budget].rstrip("-") or "x"
+    return f"{kind}-{body}{tail}"
+
+
+def dataset_run_id(name: str, version: str | None, fmt: str, location: str, content_hash: str) -> str:
+    """The run id of a dataset upload: `version` None for an unversioned upload (content-named)."""
+    readable = [name] if version is None else [name, version]
+    return encode_run_id("ds", readable, [name, version or "", fmt, location], content_hash)
+
+
+def release_run_id(repository: str, tag: str, release_id: int | str | None, retry: int = 1) -> str:
+    """The run id of a GitHub release; `retry` >= 2 for a re-publish after the image never appeared."""
+    base = encode_run_id("gh", [repository, tag], [repository, tag], short_hash(f"release:{release_id}"))
+    return base if retry <= 1 else f"{base}-r{retry}"
+
+
+def listing_hash(entries: Iterable[tuple[str, int, str]]) -> str:
+    """SHA-256 of the sorted (relative key, size, ETag) listing; manifest.json is left out (its
+    created_at changes on every push of the same bytes). Quotes around ETags are ignored."""
+    lines = sorted(f"{key}\t{int(size)}\t{str(etag).strip(chr(34))}"
+                   for key, size, etag in entries if key.rsplit("/", 1)[-1] != MANIFEST_NAME)
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest()
