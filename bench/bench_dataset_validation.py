@@ -5,13 +5,16 @@ bucket (moto's listing time grows with the bucket, so each is compared with its 
 - "push": the manifest `dataset push` writes (build_manifest's entries: md5 + inline label texts), so
   validation needs one GET (the manifest) where the listing's ETags prove the inline texts;
 - "sync": the files as `aws s3 sync` would put them plus a minimal manifest (path/size/sha256, the
-  older format): one GET per label file.
+  older format): no inline texts;
+- "bare": the files as `aws s3 sync` of an export puts them, no manifest at all (an unversioned upload).
+Without inline texts the Lambda reads only a sample of LABEL_SAMPLE labels (the training job checks all
+before its first epoch); `--full-labels` reads every label, one GET each, as validation did before.
 Moto runs in server mode (ThreadedMotoServer on a
 free 127.0.0.1 port) in a child process, so the client threads measured here do not share a GIL with
 the server. The dataset is put into the server's backend directly (fast setup: 100k HTTP PUTs would
 take minutes and are not what is measured); every measured call goes over HTTP.
 
-    python bench/bench_dataset_validation.py --images 50000 [--modes push,sync] [--zip]
+    python bench/bench_dataset_validation.py --images 50000 [--modes push,sync,bare] [--zip] [--full-labels]
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import statistics
 import time
 import zipfile
 
-BUCKETS = {"push": "yoloops-bench-push", "sync": "yoloops-bench-sync"}
+BUCKETS = {"push": "yoloops-bench-push", "sync": "yoloops-bench-sync", "bare": "yoloops-bench-bare"}
 ACCOUNT = "123456789012"
 IMAGE = b"\xff\xd8\xff\xe0" + b"\x00" * 92  # a tiny stand-in for a JPEG: never read by the validator
 
@@ -39,6 +42,8 @@ def _files(n_images: int, mode: str) -> dict[str, bytes]:
         if i % 20:  # 5% backgrounds
             rows = "".join(f"{(i + r) % 3} 0.{(i + r) % 9 + 1} 0.5 0.1 0.2\n" for r in range(1 + i % 3))
             files[f"labels/{split}/img{i:06d}.txt"] = rows.encode()
+    if mode == "bare":
+        return files
     if mode == "push":  # exactly the entries (and JSON layout) `dataset push` uploads
         from yoloops_core.dataset.manifest import manifest_entry
 
@@ -91,7 +96,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--modes", default="push,sync", help="push (inline-text manifest), sync (without)")
+    parser.add_argument("--modes", default="push,sync,bare",
+                        help="push (inline-text manifest), sync (manifest without texts), bare (no manifest)")
+    parser.add_argument("--full-labels", action="store_true",
+                        help="read every label in the Lambda (label_sample=None), as before the sampled check")
     parser.add_argument("--zip", action="store_true", help="also validate the same dataset as one .zip")
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if m]
@@ -115,7 +123,7 @@ def main() -> None:
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
     s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}",
                       config=Config(max_pool_connections=32, retries={"max_attempts": 3}))
-    from yoloops_core.dataset import validate_s3_dataset
+    from yoloops_core.dataset import LABEL_SAMPLE, validate_s3_dataset
     from yoloops_core.models import DatasetRef
 
     gets = {"n": 0}
@@ -142,7 +150,8 @@ def main() -> None:
             list_times.append(time.perf_counter() - t)
             gets["n"] = 0
             t = time.perf_counter()
-            report = validate_s3_dataset(bucket, DatasetRef(name="bench", version="v1"), s3)
+            report = validate_s3_dataset(bucket, DatasetRef(name="bench", version="v1"), s3,
+                                         label_sample=None if args.full_labels else LABEL_SAMPLE)
             validate_times.append(time.perf_counter() - t)
             get_counts.append(gets["n"])
             if args.zip:
