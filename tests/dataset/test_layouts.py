@@ -166,3 +166,19 @@ def test_a_sample_that_hits_broken_labels_rejects_with_the_first_problems(s3, tm
     assert not report.valid and report.label_check == "sampled"
     assert report.problem_counts.get("class_out_of_range", 0) >= 1
     assert "errors (first" in report.summary and "class_out_of_range" in report.summary
+
+
+def test_a_roboflow_export_naming_folders_it_lacks_is_split_not_rejected(tmp_path):
+    """Generated 100% train, a Roboflow export still writes `val: ../valid/images` and `test: ../test/images`."""
+    generate_dataset(tmp_path, n_train=20, n_val=0, imgsz=32, layout="roboflow", seed=6)
+    write(tmp_path, "data.yaml", "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n"
+                                 "nc: 3\nnames: ['circle', 'square', 'triangle']\n")
+    report = validate_local_dataset(tmp_path)
+    assert report.valid and report.auto_split is not None and set(report.splits) == {"train", "val"}
+    assert [(w.code, "split off train" in w.message) for w in report.warnings] == [
+        ("split_not_found", True), ("split_not_found", False)]
+    # elsewhere a val path that does not exist is still a mistake to report, not to paper over
+    other = tmp_path / "ultralytics"
+    generate_dataset(other, n_train=4, n_val=0, imgsz=32, layout="ultralytics")
+    write(other, "data.yaml", "train: images/train\nval: images/valid\nnames: [circle, square, triangle]\n")
+    assert [e.code for e in validate_local_dataset(other).errors] == ["split_not_found"]

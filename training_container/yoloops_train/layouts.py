@@ -8,7 +8,7 @@ the job trains on, split the same way:
   `path: ./` + `train: train.txt`, lines relative to the dataset root or `./` to the list's folder);
 - no YAML: Label Studio's export, the shallowest classes.txt with images/ (and labels/) beside it;
 - no val split: the train images whose sha256(stem) falls below `val_fraction` go to val (choose_val, a
-  copy of yoloops_core.dataset.layouts.choose_val; tests/container/test_layouts.py checks they agree).
+  copy of yoloops_core.dataset.layouts.choose_val; tests/container/test_normalize_layouts.py checks they agree).
 """
 
 from __future__ import annotations
@@ -163,19 +163,25 @@ def _read_list(path: Path, root: Path, top: Path) -> list[Path]:
     return images
 
 
-def _split_images(name: str, value: object, root: Path, top: Path) -> list[Path]:
+def _split_images(name: str, value: object, root: Path, top: Path, missing_ok: bool = False) -> list[Path] | None:
+    """The split's images; None when none of its paths exists and that is allowed (missing_ok)."""
     images: list[Path] = []
-    for ref in value if isinstance(value, list) else [value]:
+    missing = 0
+    refs = value if isinstance(value, list) else [value]
+    for ref in refs:
         if not isinstance(ref, str):
             raise JobFailure(f"dataset split {name!r} must be a path or a list of paths, got {ref!r}")
         found = _locate(ref, [root], top)
+        if found is None and missing_ok:
+            missing += 1
+            continue
         if found is None:
             raise JobFailure(f"dataset split {name!r} path {ref!r} not found in the dataset")
         if found.is_file():
             images += _read_list(found, root, top)
         else:
             images += sorted(p for p in found.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    return images
+    return None if missing == len(refs) else images
 
 
 def detect_layout(cfg: dict, yaml_path: Path) -> str:
@@ -211,7 +217,11 @@ def normalize(root: Path, work: Path, val_fraction: float = DEFAULT_VAL_FRACTION
     for split in SPLITS:
         if cfg.get(split) in (None, "", []):
             continue
-        splits[split] = _split_images(split, cfg[split], data_root, root)
+        # the validator's rule: a Roboflow export may name a test (or, all train, a valid) folder it lacks
+        missing_ok = split == "test" or (split == "val" and layout == "roboflow" and val_fraction > 0)
+        images = _split_images(split, cfg[split], data_root, root, missing_ok)
+        if images is not None:
+            splits[split] = images
     auto = "val" not in splits and val_fraction > 0
     if auto and splits.get("train"):
         by_rel = {p.relative_to(root).as_posix(): p for p in splits["train"]}

@@ -6,7 +6,7 @@
 - Label Studio YOLO: `images/`, `labels/`, `classes.txt`, no YAML at all.
 
 The split rule is duplicated, on purpose, in training_container/yoloops_train/layouts.py (the container
-does not import yoloops_core); tests/container/test_layouts.py asserts both pick the same images.
+does not import yoloops_core); tests/container/test_normalize_layouts.py asserts both pick the same images.
 """
 
 from __future__ import annotations

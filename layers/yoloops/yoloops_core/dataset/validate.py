@@ -105,8 +105,12 @@ def validate_source(source: DatasetSource, *, val_fraction: float = DEFAULT_VAL_
             if split == "train" or (split == "val" and val_fraction <= 0):
                 problems.error("split_missing", f"the YAML has no '{split}' entry", key(yaml_path))
             continue
-        splits.append(_resolve_split(split, value, root, index, source, problems, key(yaml_path)))
-    if cfg.get("val") in (None, "", []) and val_fraction > 0:
+        # A Roboflow export without a test (or, generated 100% train, a valid) folder still names it.
+        missing_ok = split == "test" or (split == "val" and report.layout == "roboflow" and val_fraction > 0)
+        resolved = _resolve_split(split, value, root, index, source, problems, key(yaml_path), missing_ok)
+        if resolved.found or resolved.images or not missing_ok:
+            splits.append(resolved)
+    if "val" not in {s.name for s in splits} and val_fraction > 0:
         splits += _auto_split(splits, val_fraction, report)
 
     _check_images_and_labels(splits, index, source, names, problems, report, label_sample)
@@ -174,7 +178,7 @@ def _locate(ref: str, root: str, index: Index, *, also: str | None = None) -> st
 
 
 def _resolve_split(name: str, value: Any, root: str, index: Index, source: DatasetSource,
-                   problems: ProblemCollector, yaml_key: str) -> _Split:
+                   problems: ProblemCollector, yaml_key: str, missing_ok: bool = False) -> _Split:
     split = _Split(name)
     refs = value if isinstance(value, list) else [value]
     for ref in refs:
@@ -183,7 +187,12 @@ def _resolve_split(name: str, value: Any, root: str, index: Index, source: Datas
             continue
         found = _locate(ref, root, index)
         if found is None:
-            problems.error("split_not_found", f"'{name}: {ref}' does not exist in the dataset", yaml_key)
+            if missing_ok:
+                problems.warning("split_not_found", f"'{name}: {ref}' does not exist in the dataset; "
+                                 + ("no test split" if name == "test" else "val is split off train instead"),
+                                 yaml_key)
+            else:
+                problems.error("split_not_found", f"'{name}: {ref}' does not exist in the dataset", yaml_key)
             split.found = False
         elif found in index.size:
             split.images += _read_image_list(found, root, index, source, problems)

@@ -166,3 +166,13 @@ def test_a_broken_label_fails_the_job_before_training(tmp_path):
     assert "dataset rejected before training: 1 broken label rows" in failure
     assert "labels/train/train_00009.txt line 1: class id 5 is not in 0..2" in failure
     assert not (base / "checkpoints" / "last.pt").exists()
+
+
+def test_a_roboflow_export_naming_folders_it_lacks_is_split_like_the_report(train_module, tmp_path):
+    generate_dataset(tmp_path / "src", n_train=20, n_val=0, imgsz=32, layout="roboflow", seed=6)
+    (tmp_path / "src" / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\n"
+                                                "test: ../test/images\nnc: 3\nnames: [circle, square, triangle]\n")
+    report = validate_local_dataset(tmp_path / "src")
+    ds = train_module.prepare_dataset(tmp_path / "src", tmp_path / "work")
+    assert (ds.n_train, ds.n_val) == (report.auto_split.train, report.auto_split.val)
+    assert "test" not in yaml.safe_load(ds.yaml_path.read_text())
