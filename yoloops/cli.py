@@ -510,27 +510,26 @@ def budget_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
     t.add_row(f"in flight, worst case ({b['in_flight_runs']} runs)", _money(b["in_flight_usd"]))
     colour = "green" if b["remaining_usd"] > 0 else "red"
     t.add_row("remaining", f"[{colour}]{_money(b['remaining_usd'])}[/]")
-    _price_rows(t, b.get("price"))
+    price = b.get("price") or {}
+    if price.get("hourly_usd") is not None:
+        t.add_row("hourly price", f"{format_usd(price['hourly_usd'])}/h")
     out.print(t)
+    if price:
+        out.print(_price_line(price))
 
 
-def _price_rows(t: Table, price: dict[str, Any] | None) -> None:
-    """The price the gate uses, where it came from and how old it is."""
-    if not price:
-        return
+def _price_line(price: dict[str, Any]) -> str:
+    """The price the gate uses, where it came from and how old it is (one line: it is read, not scanned)."""
     if price.get("error"):
-        t.add_row("hourly price", f"[red]{escape(price['error'])}[/]")
-        return
-    t.add_row("hourly price", f"{format_usd(price['hourly_usd'])}/h {price['instance_type']} ({price['region']})")
+        return f"[red]price: {escape(price['error'])}[/]"
+    what = f"price: {format_usd(price['hourly_usd'])}/h for {price['instance_type']} in {price['region']}"
     if price["source"] == "price-list-api":
-        seen = f"fetched {price['age_days']} d ago" + (" [red](stale: is RefreshPrices failing?)[/]"
-                                                         if price.get("stale") else "")
-        where = f"AWS Price List API, effective {price['as_of']}, {seen}"
-    elif price["source"] == "shipped-table":
-        where = f"shipped table of {price['as_of']} ({price['age_days']} d old; no Price List API price cached)"
-    else:
-        where = "override: template parameter HourlyPriceOverrideUsd"
-    t.add_row("price source", where)
+        stale = " [red](stale: is RefreshPrices failing?)[/]" if price.get("stale") else ""
+        return f"{what} from the AWS Price List API, effective {price['as_of']}, fetched {price['age_days']} d ago{stale}"
+    if price["source"] == "shipped-table":
+        return (f"{what} from the shipped table of {price['as_of']} ({price['age_days']} d old; "
+                "no Price List API price cached for this region)")
+    return f"{what}: override (template parameter HourlyPriceOverrideUsd)"
 
 
 # ---------------------------------------------------------------- dead-letter queues

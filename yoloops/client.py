@@ -503,8 +503,10 @@ class Stack:
 
     def budget(self) -> dict[str, Any]:
         from yoloops_core.budget import budget_summary
+        from yoloops_core.ledger import BudgetLedger
 
-        data = budget_summary(self.settings(), self.store).model_dump(mode="json")
+        ledger = BudgetLedger(self.runs_table, self.client("dynamodb"))
+        data = budget_summary(self.settings(), ledger, self.store).model_dump(mode="json")
         data["price"] = self.price()
         return data
 
