@@ -49,6 +49,7 @@ def install() -> None:
         _patch_sfn_sagemaker()
         _patch_lambda_invoke()
         _patch_s3_notifications()
+        _patch_s3_multipart_events()
         _patch_sns_lambda()
         _patch_events_lambda()
         _patch_sagemaker_api()
@@ -228,6 +229,31 @@ def _patch_s3_notifications() -> None:
         runtime.invoke_async(fn_arn, event_body, source="s3")
 
     notifications._invoke_awslambda = _invoke_awslambda
+
+
+def _patch_s3_multipart_events() -> None:
+    """S3 sends one ObjectCreated:CompleteMultipartUpload per completed upload; moto 5.2.5 also sends an
+    ObjectCreated:Put (its completion goes through put_object), which S3 never does."""
+    from moto.s3 import models, notifications
+
+    original_complete = models.S3Backend.complete_multipart_upload
+    original_send = notifications.send_event
+    completing = threading.local()
+
+    def send_event(account_id, event_name, bucket, key):
+        if getattr(completing, "active", False) and event_name == notifications.S3NotificationEvent.OBJECT_CREATED_PUT_EVENT:
+            return None
+        return original_send(account_id, event_name, bucket, key)
+
+    def complete_multipart_upload(self, *args, **kwargs):
+        completing.active = True
+        try:
+            return original_complete(self, *args, **kwargs)
+        finally:
+            completing.active = False
+
+    notifications.send_event = send_event
+    models.S3Backend.complete_multipart_upload = complete_multipart_upload
 
 
 def _iso_ms(ts: datetime | None = None) -> str:
