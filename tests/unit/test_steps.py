@@ -249,7 +249,7 @@ def test_api_error_at_create_time_names_the_code(event, settings, store, ledger)
     ev = _failed(event, "stepfn_training_failed_resource_limit.json", store)
     out = training_failed(ev, settings=settings, store=store, ledger=ledger, now=NOW)
     assert out["retry"] is False
-    assert out["reason"].startswith("SageMaker.ResourceLimitExceeded: The account-level service limit")
+    assert out["reason"].startswith("SageMaker.ResourceLimitExceededException: The account-level service limit")
     assert store.get_run(ev.run.run_id)["billable_seconds"] == 0
 
 

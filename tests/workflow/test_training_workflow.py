@@ -2,7 +2,8 @@
 
 SageMaker is the only stand-in: ScriptedTrainingBackend decides each job's outcome, and the
 `.sync` adaptation gives the ASL exactly what AWS gives it (DescribeTrainingJob on success;
-States.TaskFailed + DescribeTrainingJob Cause, or SageMaker.<Code> at create, on failure).
+States.TaskFailed + DescribeTrainingJob Cause, or SageMaker.<Code>Exception / SageMaker.AmazonSageMakerException
+at create, code in the Cause, on failure).
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def test_quota_error_at_create_is_a_sagemaker_error_and_fails_the_run(wf):
 
     assert result["status"] == "FAILED"
     failed = [e for e in wf.history(arn) if e["type"] == "TaskFailed"]
-    assert failed[0]["taskFailedEventDetails"]["error"] == "SageMaker.ResourceLimitExceeded"
+    # As AWS names it: the SDK exception class; the bare code is only in the Cause.
+    assert failed[0]["taskFailedEventDetails"]["error"] == "SageMaker.ResourceLimitExceededException"
     assert "Error Code: ResourceLimitExceeded" in failed[0]["taskFailedEventDetails"]["cause"]
     record = wf.run_record("ds-shapes-v1")
     assert record["status"] == "FAILED"

@@ -60,6 +60,17 @@ def install() -> None:
 
 # ------------------------------------------------------------------ Step Functions -> SageMaker .sync
 
+# SageMaker's modeled errors, which Step Functions names after their SDK exception class; every other
+# code (ValidationException, ThrottlingException, InternalFailure...) arrives as AmazonSageMakerException
+# with the code only in the Cause (Step Functions developer guide, connect-sagemaker).
+_MODELED_SAGEMAKER_ERRORS = {"ResourceLimitExceeded", "ResourceInUse", "ResourceNotFound"}
+
+
+def sfn_error_name(code: str) -> str:
+    """The `Error` a Catch sees for a SageMaker API error code, as AWS sends it."""
+    return f"SageMaker.{code}Exception" if code in _MODELED_SAGEMAKER_ERRORS else "SageMaker.AmazonSageMakerException"
+
+
 def _patch_sfn_sagemaker() -> None:
     from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
     from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -106,7 +117,7 @@ def _patch_sfn_sagemaker() -> None:
 
         def _from_error(self, env, ex):
             if isinstance(ex, SageMakerApiError):
-                error = f"SageMaker.{ex.code}"
+                error = sfn_error_name(ex.code)
                 request_id = str(uuid.uuid4())
                 cause = (
                     f"{ex.message} (Service: AmazonSageMaker; Status Code: {ex.status}; "

@@ -130,6 +130,16 @@ RETRIABLE_ERROR_CODES = {
     "SageMaker.InternalServerError", "SageMaker.InternalFailure", "SageMaker.ServiceUnavailable",
     "SageMaker.ThrottlingException", "SageMaker.InsufficientInstanceCapacity", "SageMaker.CapacityError",
 }
+# API error codes (as in "Error Code: X" of the Cause) a new CreateTrainingJob may get past. On AWS, Step
+# Functions names create-time errors after the SDK exception (SageMaker.ResourceLimitExceededException)
+# or, for unmodeled codes (throttling, internal, validation), SageMaker.AmazonSageMakerException with the
+# code only in the Cause (developer guide, connect-sagemaker); so the code is read from both.
+RETRIABLE_API_CODES = {"InternalServerError", "InternalFailure", "ServiceUnavailable", "ThrottlingException",
+                       "InsufficientInstanceCapacity", "CapacityError"}
+_CAUSE_CODE = re.compile(r"Error Code: ([A-Za-z0-9]+)")
+# SageMaker's modeled errors, named by Step Functions after their SDK exception class.
+_SDK_EXCEPTION_CODES = {"ResourceLimitExceededException": "ResourceLimitExceeded",
+                        "ResourceInUseException": "ResourceInUse", "ResourceNotFoundException": "ResourceNotFound"}
 # Matched in FailureReason / API error messages (case-insensitive).
 RETRIABLE_MARKERS = (
     "insufficientinstancecapacity", "insufficient capacity", "capacityerror",
@@ -161,10 +171,24 @@ def failure_reason(error: StepError) -> str:
     return f"{error.error} ({status})" if status else error.error
 
 
+def api_error_code(error: StepError) -> str | None:
+    """The SageMaker API error code of a create-time failure: from the Cause's "Error Code: X" (AWS's
+    AmazonSageMakerException carries it only there), else from the error name (`SageMaker.<Code>[Exception]`)."""
+    if not error.error.startswith("SageMaker."):
+        return None
+    found = _CAUSE_CODE.search(error.cause or "")
+    if found:
+        return found.group(1)
+    name = error.error.removeprefix("SageMaker.")
+    if name == "AmazonSageMakerException":
+        return None
+    return _SDK_EXCEPTION_CODES.get(name, name)
+
+
 def is_retriable(error: StepError) -> bool:
     """Spot capacity never came, no capacity, or an AWS-side transient error: a new job may succeed.
 
-    `SageMaker.ResourceLimitExceeded` is NOT retried: it is an account quota (instances of the type,
+    `ResourceLimitExceeded` (SageMaker.ResourceLimitExceededException on AWS) is NOT retried: it is an account quota (instances of the type,
     spot instances, concurrent jobs) and the loop retries at once, so it would burn every attempt in
     seconds; the failure notification tells the team to raise the quota or wait for running jobs.
     """
@@ -175,7 +199,10 @@ def is_retriable(error: StepError) -> bool:
                                       cause.get("errorMessage")) if x).lower()
     if any(m in text for m in FATAL_MARKERS):
         return False
-    if error.error in RETRIABLE_ERROR_CODES:
+    code = api_error_code(error)
+    if code == "ResourceLimitExceeded":
+        return False
+    if error.error in RETRIABLE_ERROR_CODES or code in RETRIABLE_API_CODES:
         return True
     return any(m in text for m in RETRIABLE_MARKERS)
 
