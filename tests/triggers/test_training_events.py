@@ -79,13 +79,22 @@ def test_second_interruption_of_the_same_attempt_is_a_new_notice():
     assert "attempt 1: interruption 2; 2 in this run" in h.notes[1].text
 
 
-def test_max_wait_exceeded_is_recorded_without_interruption_notice():
+def test_max_wait_exceeded_alone_counts_the_interruption_its_transitions_carry():
+    # The Interrupted event of this attempt never arrived: the MaxWait event's list still shows it.
     h = Harness()
     outcome = h(load_fixture("sagemaker_training_max_wait.json"))
-    assert outcome.action == "recorded" and not outcome.notified
+    assert outcome.action == "recorded" and outcome.notified
     run = h.store.runs[RELEASE_RUN_ID]
-    assert run["last_secondary_status"] == "MaxWaitTimeExceeded" and run["interruptions"] == 0
-    assert h.notes == []
+    assert run["last_secondary_status"] == "MaxWaitTimeExceeded" and run["interruptions"] == 1
+    assert run["interruptions_by_attempt"] == {"2": 1} and len(h.notes) == 1
+
+
+def test_max_wait_exceeded_after_its_interruption_event_notifies_nothing_more():
+    h = Harness()
+    h(training_event(f"{RELEASE_RUN_ID}-a2", "InProgress", "Interrupted", [*RAN, "Interrupted"]))
+    outcome = h(load_fixture("sagemaker_training_max_wait.json"))
+    assert outcome.action == "recorded" and not outcome.notified
+    assert h.store.runs[RELEASE_RUN_ID]["interruptions"] == 1 and len(h.notes) == 1
 
 
 def test_completed_job_is_recorded():
@@ -182,7 +191,7 @@ def test_handler_on_moto_records_once_and_notifies_once(moto_stack):
     assert item["interruptions"] == {"N": "1"}
     assert item["interruptions_by_attempt"] == {"M": {"1": {"N": "1"}}}
     assert item["last_secondary_status"] == {"S": "Interrupted"}
-    assert len(item["seen_events"]["SS"]) == 1
+    assert len(item["seen_events"]["SS"]) == 2  # the status transition and the interruption, each once
     (note,) = moto_stack.notes()
     assert note["event_type"] == "training.interrupted" and note["dataset"] == "pallets"
     assert "resuming from the last checkpoint" in note["text"]  # moto has no such job to describe

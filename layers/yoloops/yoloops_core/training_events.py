@@ -215,32 +215,52 @@ def handle_training_event(event: Any, deps: TrainingEventDeps) -> EventOutcome:
         return _ignored(f"job {detail.TrainingJobName} is not a yoloops job (no '-a<attempt>' suffix)")
     run_id, attempt = parsed
     secondary = detail.SecondaryStatus or detail.TrainingJobStatus
-    interrupted = secondary == INTERRUPTED
     key = dedupe_key(detail)
     log = {"run_id": run_id, "job": detail.TrainingJobName, "attempt": attempt, "status": detail.TrainingJobStatus,
            "secondary_status": secondary, "event_id": change.id, "dedupe_key": key}
 
+    at = iso(utcnow())
+    # The status itself (last_secondary_status, current_job), deduped by the event's key.
     result = deps.store.record(run_id, key, secondary_status=secondary, job_name=detail.TrainingJobName,
-                               attempt=attempt, interrupted=interrupted, at=iso(utcnow()))
+                               attempt=attempt, interrupted=False, at=at)
     if result.outcome == "no_run":
         return _ignored(f"job {detail.TrainingJobName}: no run record {run_id}; not ours", run_id)
+    if secondary == MAX_WAIT_EXCEEDED and result.outcome == "recorded":
+        logger.warning("spot capacity wait exceeded", extra=log)
+    # Interruptions come from the whole transition list, each with its own key: one event may carry
+    # several transitions at once (an Interrupted one hidden behind the current status), and a later
+    # event repeats earlier ones (their keys make those repeats no-ops).
+    notified = 0
+    for mark in interruption_keys(detail):
+        counted = deps.store.record(run_id, mark, secondary_status=secondary, job_name=detail.TrainingJobName,
+                                    attempt=attempt, interrupted=True, at=at)
+        if counted.outcome != "recorded":
+            continue
+        try:
+            deps.notify(_interruption_notice(detail, run_id, attempt, counted.record, deps))
+        except Exception:
+            # Un-record so the retried invocation notifies: once per interruption, not at most once.
+            deps.store.forget(run_id, mark, attempt=attempt, interrupted=True)
+            raise
+        notified += 1
+        logger.warning("spot interruption recorded and notified", extra=log | {"interruption_key": mark})
+    if notified:
+        return EventOutcome("recorded", f"spot interruption on attempt {attempt}", run_id, notified=True)
     if result.outcome == "duplicate":
         logger.info("training event already recorded", extra=log)
         return EventOutcome("duplicate", f"transition {key} already recorded", run_id)
-    if secondary == MAX_WAIT_EXCEEDED:
-        logger.warning("spot capacity wait exceeded", extra=log)
-    if not interrupted:
-        logger.info("training transition recorded", extra=log)
-        return EventOutcome("recorded", f"{detail.TrainingJobStatus}/{secondary}", run_id)
+    logger.info("training transition recorded", extra=log)
+    return EventOutcome("recorded", f"{detail.TrainingJobStatus}/{secondary}", run_id)
 
-    try:
-        deps.notify(_interruption_notice(detail, run_id, attempt, result.record, deps))
-    except Exception:
-        # Un-record so the retried invocation notifies: once per interruption, not at most once.
-        deps.store.forget(run_id, key, attempt=attempt, interrupted=True)
-        raise
-    logger.warning("spot interruption recorded and notified", extra=log)
-    return EventOutcome("recorded", f"spot interruption on attempt {attempt}", run_id, notified=True)
+
+def interruption_keys(detail: TrainingJobDetail) -> list[str]:
+    """One key per `Interrupted` transition in the list (position + start time: the list only grows);
+    an Interrupted event without a list (the AWS sample) counts once, keyed by the event."""
+    marks = [f"{detail.TrainingJobName}|{INTERRUPTED}|#{i}@{t.StartTime}"
+             for i, t in enumerate(detail.SecondaryStatusTransitions) if t.Status == INTERRUPTED]
+    if not marks and (detail.SecondaryStatus == INTERRUPTED):
+        marks = [f"{INTERRUPTED}|{dedupe_key(detail)}"]
+    return marks
 
 
 def _interruption_notice(detail: TrainingJobDetail, run_id: str, attempt: int, record: dict[str, Any],
