@@ -74,8 +74,10 @@ class TrainConfig:
     cos_lr: bool = False
     plots: bool = False
     compile: bool = False
-    export_onnx: bool = False
+    export_onnx: bool = False  # accepted for old plans; every job now exports the whole bundle (export.py)
     wandb_project: str = "yoloops"
+    dataset_version: str = ""  # recorded in model.json; the plan passes the dataset version it trains on
+    base_weights: str = ""  # recorded in model.json (e.g. the S3 key); default: the model file or YAML used
     # Share of train split off to val (by file-name hash) when the dataset has none: the stack passes its
     # ValFraction so the job splits exactly as the validation report said.
     val_fraction: float = 0.15

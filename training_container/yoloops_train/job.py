@@ -1,4 +1,4 @@
-"""One training job, start to end: config, dataset, machine, train or resume, outputs, failure line."""
+"""One training job, start to end: config, dataset, machine, train or resume, outputs, bundle, failure line."""
 
 from __future__ import annotations
 
@@ -6,82 +6,104 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 
+from . import common
 from .common import JobFailure, Terminated, emit, format_metric_line, log
 from .config import Paths, TrainConfig, load_config
 from .dataset import prepare_dataset, restore_label_caches
 from .offline import make_offline, patch_ultralytics
-from .outputs import metric_values, per_class_map, write_failure, write_outputs
-from .resume import DONE_MARKER, Signals, checkpoint_state, read_epoch_log
-from .throughput import detect_machine, resolve_throughput
-from .tracking import WandbRun
-from .trainer import fit
+from .outputs import mark_done, write_failure, write_outputs
+from .resume import (
+    DONE_MARKER,
+    SIGNALS,
+    checkpoint_state,
+    committed_epochs,
+    read_epoch_log,
+    restore_committed,
+)
+from .throughput import detect_machine, gpu_devices, resolve_throughput, world_size
+
+_started = False
 
 
-def train(paths: Paths, cfg: TrainConfig, sig: Signals) -> dict:
+def train(paths: Paths, cfg: TrainConfig) -> dict:
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     # The image sets YOLO_CONFIG_DIR (fonts baked in); local runs get a stable per-machine dir.
     config_dir = Path(os.environ.get("YOLO_CONFIG_DIR") or Path(tempfile.gettempdir()) / "yoloops-ultralytics")
     make_offline(config_dir)
     ds = prepare_dataset(paths.train, paths.work, cfg.val_fraction)
     log(f"dataset {ds.root}: {ds.n_train} train / {ds.n_val} val images, classes {ds.names}")
-    if cfg.export_onnx:
-        try:
-            import onnx  # noqa: F401
-        except ImportError:
-            raise JobFailure("export_onnx=true but the onnx package is not installed in this image") from None
 
     patch_ultralytics(config_dir)
+    from .config import resolve_model
+    from .fit import catch_up, fit, validate_best  # imports Ultralytics: only now, offline
+
     machine = detect_machine()
     speed = resolve_throughput(cfg, machine, ds.n_train, ds.bytes_train)
-    log(f"machine {machine}; throughput settings {speed}")
-    cache_store = paths.checkpoints / "label_cache"
-    restore_label_caches(ds, cache_store)
+    devices = gpu_devices(cfg, machine)
+    ranks = world_size(speed)
+    log(f"machine: {machine.describe()}")
+    log(f"settings: {speed}; {ranks} training process(es)" + (" (DDP, one per GPU)" if ranks > 1 else "")
+        + f"; batch {speed['batch'] // ranks} per process, {speed['workers']} loader workers per process")
+    restore_label_caches(ds, paths.checkpoints / "label_cache")
+    restore_committed(paths.checkpoints)
 
     last = paths.checkpoints / "last.pt"
-    state, _ckpt = ("finished", {}) if (paths.checkpoints / DONE_MARKER).exists() else checkpoint_state(last)
-    if state == "corrupt":
-        last.rename(last.with_suffix(".pt.corrupt"))
-        state = "none"
-    wandb = WandbRun(paths.checkpoints, cfg.wandb_project, dataclasses.asdict(cfg))
-    first_step: dict[str, float] = {}
+    done = (paths.checkpoints / DONE_MARKER).exists()
+    state, ckpt = ("finished", {}) if done else checkpoint_state(last)
+    if state == "finished":
+        log(f"{last} is a finished run: not retraining; producing outputs from its best.pt")
+        committed = committed_epochs(ckpt, paths.checkpoints) if ckpt else len(read_epoch_log(paths.checkpoints))
+        catch_up(paths, cfg, committed)
+        final, per_class = validate_best(paths, cfg, ds, speed)
+        epochs, extra = committed, {"retrained": False}
+    else:
+        final, per_class, epochs = fit(paths, cfg, ds, speed, devices)
+        extra = {"resolved": dict(speed), "world_size": ranks}
+    # the last line is best.pt's validation: SageMaker's FinalMetricDataList picks it
+    emit(format_metric_line({"epoch": epochs, **final}))
+    metrics = write_outputs(paths, cfg, final, per_class, extra)
+    _bundle(paths, cfg, ds, metrics, resolve_model)
+    mark_done(paths, final)
+    return metrics
+
+
+def _bundle(paths: Paths, cfg: TrainConfig, ds, metrics: dict, resolve_model) -> None:
+    from .export import build_bundle
+
     try:
-        if state == "finished":
-            log(f"{last} is a finished run: not retraining; producing outputs from its best.pt")
-            return _outputs_from_finished(paths, cfg, ds, speed, wandb)
-        return fit(paths, cfg, ds, speed, sig, state, wandb, first_step, cache_store)
-    finally:
-        wandb.finish()
-
-
-def _outputs_from_finished(paths, cfg, ds, speed, wandb) -> dict:
-    from ultralytics import YOLO
-
-    ckpt = paths.checkpoints
-    best = ckpt / "best.pt" if (ckpt / "best.pt").exists() else ckpt / "last.pt"
-    model = YOLO(str(best))
-    imgsz = int((model.ckpt or {}).get("train_args", {}).get("imgsz", cfg.imgsz))
-    res = model.val(data=str(ds.yaml_path), imgsz=imgsz, batch=speed["batch"], device=speed["device"],
-                    plots=False, project=str(paths.work), name="val", exist_ok=True, verbose=False)
-    final = metric_values(res.results_dict)
-    n = len(read_epoch_log(ckpt)) or 0
-    emit(format_metric_line({"epoch": n, **final}))
-    return write_outputs(paths, cfg, final, per_class_map(res, ds.names), {"retrained": False})
+        base = cfg.base_weights or Path(resolve_model(cfg, paths)).name
+    except JobFailure:
+        base = cfg.model
+    hyper = dataclasses.asdict(cfg)
+    try:
+        build_bundle(paths.model, paths.work / "bundle", imgsz=cfg.imgsz, names=ds.names, hyperparameters=hyper,
+                     metrics={k: v for k, v in metrics.items() if k != "images_per_s_by_epoch"},
+                     dataset_version=cfg.dataset_version, base_weights=base, n_train=ds.n_train, n_val=ds.n_val)
+    except BaseException:
+        # no partial bundle: SageMaker must not upload a model.tar.gz missing formats
+        shutil.rmtree(paths.model, ignore_errors=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _started
+    # DDP ranks and the time-to-first-step figure measure from the job's start (import time for the first job
+    # in a process, now for any later one, as in the tests)
+    os.environ[common.START_ENV] = str(common.PROCESS_START if not _started else time.time())
+    _started = True
     paths = Paths.from_env()
-    sig = Signals()
-    previous = None
-    with contextlib.suppress(ValueError):  # only the main thread may install handlers
-        previous = signal.signal(signal.SIGTERM, sig.handler)
+    SIGNALS.reset()
+    previous = SIGNALS.install()
     try:
         cfg = load_config(paths)
         log(f"config {dataclasses.asdict(cfg)}")
-        metrics = train(paths, cfg, sig)
+        metrics = train(paths, cfg)
         log(f"done: {json.dumps({k: v for k, v in metrics.items() if k != 'images_per_s_by_epoch'})}")
         return 0
     except Terminated:

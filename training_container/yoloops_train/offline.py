@@ -9,6 +9,8 @@ from pathlib import Path
 def make_offline(config_dir: Path) -> None:
     """Before the first `import ultralytics`: no hub, no telemetry, no update checks, no downloads."""
     os.environ["YOLO_OFFLINE"] = "1"
+    # check_requirements would otherwise pip-install what an export or DDP launch lacks; the image pins it all
+    os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
     os.environ.setdefault("MPLCONFIGDIR", str(config_dir / "matplotlib"))
     for k in ("WANDB_MODE",):
@@ -28,6 +30,7 @@ def patch_ultralytics(settings_dirs: Path) -> None:
     if any(settings.get(k) != v for k, v in {**integrations, **dirs}.items()):
         settings.update({**integrations, **dirs})
     uu.ONLINE = checks.ONLINE = False
+    uu.AUTOINSTALL = checks.AUTOINSTALL = False  # in case Ultralytics was imported before make_offline
 
     def offline_font(font: str = "Arial.ttf"):
         """Ultralytics' check_font downloads a missing font; the image bakes fonts into YOLO_CONFIG_DIR."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from .common import log
 from .config import Paths, TrainConfig
-from .resume import DONE_MARKER, read_epoch_log
+from .resume import DONE_MARKER, atomic_write, read_ledger
 
 
 def metric_float(d: dict, *keys: str) -> float:
@@ -46,8 +46,10 @@ def write_outputs(paths: Paths, cfg: TrainConfig, final: dict[str, float], per_c
     for name in ("results.csv", "args.yaml"):
         if (ckpt / name).exists():
             shutil.copy2(ckpt / name, paths.model / name)
-    epochs = read_epoch_log(ckpt)
+    ledger = read_ledger(ckpt)
+    epochs = ledger["records"]
     rates = [r["images_per_s"] for r in epochs if r.get("images_per_s")]
+    gpu = [r["gpu_util"] for r in epochs if r.get("gpu_util") is not None]
     n_csv = 0
     if (ckpt / "results.csv").exists():
         n_csv = max(0, len((ckpt / "results.csv").read_text().strip().splitlines()) - 1)
@@ -59,20 +61,11 @@ def write_outputs(paths: Paths, cfg: TrainConfig, final: dict[str, float], per_c
         # steady state: the first epoch of each job includes warm-up (cache fill, cudnn autotune)
         "images_per_s": round(sorted(rates)[len(rates) // 2], 2) if rates else 0.0,
         "images_per_s_by_epoch": [round(r, 2) for r in rates],
+        **({"gpu_util": round(sum(gpu) / len(gpu), 1)} if gpu else {}),  # mean GPU busy %, NVML
+        **({"time_to_first_step_s": ledger["time_to_first_step_s"]} if "time_to_first_step_s" in ledger else {}),
         **extra,
     }
     (paths.model / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if cfg.export_onnx:
-        import importlib.util
-
-        from ultralytics import YOLO
-
-        # simplify needs onnxslim + onnxruntime; without them Ultralytics would try to pip-install them (offline)
-        simplify = all(importlib.util.find_spec(m) for m in ("onnxslim", "onnxruntime"))
-        exported = YOLO(str(paths.model / "best.pt")).export(format="onnx", imgsz=cfg.imgsz, device="cpu",
-                                                              simplify=simplify)
-        shutil.move(str(exported), paths.model / "model.onnx")
-    (ckpt / DONE_MARKER).write_text(json.dumps({"finished_at": time.time(), "metrics": final}))
     return metrics
 
 
@@ -82,3 +75,10 @@ def write_failure(paths: Paths, reason: str) -> None:
         paths.output.mkdir(parents=True, exist_ok=True)
         paths.failure.write_text(line + "\n")
     log(f"FAILED: {line}")
+
+
+def mark_done(paths: Paths, final: dict[str, float]) -> None:
+    """The job's outputs are complete: a restarted job (same checkpoints) only rebuilds them, never retrains."""
+    atomic_write(paths.checkpoints / DONE_MARKER, json.dumps({"finished_at": time.time(), "metrics": final}))
+    for copy in paths.checkpoints.glob("*.committed.pt"):  # final_eval's safety copies (trainer.py): done
+        copy.unlink(missing_ok=True)

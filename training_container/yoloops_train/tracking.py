@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from .common import log
+from .resume import atomic_write
 
 
 class WandbRun:
@@ -16,16 +17,17 @@ class WandbRun:
     def __init__(self, ckpt_dir: Path, project: str, config: dict):
         self.run = None
         arn = os.environ.get("WANDB_SECRET_ARN")
-        if not arn:
+        if not arn and not os.environ.get("WANDB_API_KEY"):
             return
         try:
-            key = self._read_key(arn)
+            # the job's secret (WANDB_SECRET_ARN) or, for local runs, W&B's own WANDB_API_KEY
+            key = self._read_key(arn) if arn else os.environ["WANDB_API_KEY"]
             import wandb  # optional in the image
 
             id_file = ckpt_dir / "wandb_run_id"
-            run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+            run_id = (id_file.read_text().strip() if id_file.exists() else "") or wandb.util.generate_id()
             id_file.parent.mkdir(parents=True, exist_ok=True)
-            id_file.write_text(run_id)
+            atomic_write(id_file, run_id)
             os.environ["WANDB_API_KEY"] = key
             self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", project), id=run_id, resume="allow",
                                   config=config, settings=wandb.Settings(init_timeout=60))

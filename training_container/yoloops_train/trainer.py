@@ -1,120 +1,184 @@
-"""The Ultralytics trainer as the job runs it: atomic checkpoints, one metric line per epoch, W&B mirror."""
+"""The Ultralytics trainer as the job runs it: atomic checkpoints, one metric line per epoch, W&B mirror.
+
+A module-level class with module-level hooks on purpose: with several GPUs Ultralytics pickles the trainer's
+class, arguments and callbacks (cloudpickle) into a temp file and starts one process per GPU that rebuilds
+the trainer from it. The job's own settings reach those processes through the YOLOOPS_JOB environment
+variable (inherited), not through closures. Only rank 0 (or the single process, RANK -1) writes anything:
+Ultralytics calls save_model on rank 0 only, and every hook below that writes checks `_is_main()`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
-from .common import PROCESS_START, emit, format_metric_line, log
-from .config import resolve_model
-from .dataset import save_label_caches
-from .outputs import metric_float, metric_values, per_class_map, write_outputs
-from .resume import EPOCH_LOG, Signals
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils import RANK
+
+from .common import emit, log, process_start
+from .dataset import PreparedDataset, save_label_caches
+from .offline import patch_ultralytics
+from .outputs import metric_float, metric_values
+from .resume import SIGNALS, add_record, atomic_write, emit_pending
+from .throughput import GpuSampler
+from .tracking import WandbRun
+
+JOB_ENV = "YOLOOPS_JOB"
+COMMITTED_SUFFIX = ".committed.pt"  # copies kept while final_eval rewrites last.pt/best.pt in place
 
 
-def trainer_class(sig: Signals):
-    from ultralytics.models.yolo.detect import DetectionTrainer
-
-    class Trainer(DetectionTrainer):
-        """Checkpoints at <ckpt>/last.pt, written atomically, never interrupted by SIGTERM."""
-
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            with contextlib.suppress(OSError):
-                self.wdir.rmdir()
-            self.wdir = self.save_dir
-            self.last, self.best = self.wdir / "last.pt", self.wdir / "best.pt"
-
-        def save_model(self):
-            sig.critical += 1
-            last, best = self.last, self.best
-            self.last, self.best = last.with_suffix(".pt.partial"), best.with_suffix(".pt.partial")
-            try:
-                ok = super().save_model()
-                for tmp, final in ((self.last, last), (self.best, best)):
-                    if tmp.exists():
-                        os.replace(tmp, final)  # a kill -9 mid-write leaves the previous last.pt intact
-                return ok
-            finally:
-                self.last, self.best = last, best
-                sig.critical -= 1
-
-    return Trainer
+def job_context(ds: PreparedDataset, cache_store: Path, devices: list[str], project: str,
+                config: dict[str, Any]) -> str:
+    """What every training process needs to know about the job, as the JSON put in YOLOOPS_JOB."""
+    return json.dumps({
+        "dataset": {"yaml_path": str(ds.yaml_path), "root": str(ds.root), "names": list(ds.names),
+                    "n_train": ds.n_train, "n_val": ds.n_val, "bytes_train": ds.bytes_train,
+                    "label_dirs": [str(d) for d in ds.label_dirs]},
+        "cache_store": str(cache_store), "devices": devices, "wandb_project": project, "config": config,
+    })
 
 
-def fit(paths, cfg, ds, speed, sig, state, wandb, first_step, cache_store) -> dict:
-    last = paths.checkpoints / "last.pt"
-    overrides: dict[str, Any] = {
-        "data": str(ds.yaml_path),
-        "save_dir": str(paths.checkpoints),
-        "exist_ok": True,
-        **speed,
-    }
-    if state == "resumable":
-        overrides.update(model=str(last), resume=str(last))
-        log(f"resuming from {last}")
-    else:
-        overrides.update(
-            model=resolve_model(cfg, paths), epochs=cfg.epochs, imgsz=cfg.imgsz, patience=cfg.patience,
-            optimizer=cfg.optimizer, lrf=cfg.lrf, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-            warmup_epochs=cfg.warmup_epochs, close_mosaic=cfg.close_mosaic, mosaic=cfg.mosaic,
-            fliplr=cfg.fliplr, seed=cfg.seed, cos_lr=cfg.cos_lr, plots=cfg.plots, compile=cfg.compile,
-            project=str(paths.checkpoints.parent), name=paths.checkpoints.name, save=True, save_period=-1,
-            val=True, verbose=True,
-        )
-        if cfg.lr0:
-            overrides["lr0"] = cfg.lr0
-        for f in (paths.checkpoints / "results.csv", paths.checkpoints / EPOCH_LOG):
-            f.unlink(missing_ok=True)  # a fresh run must not inherit rows of an older one
-    trainer = trainer_class(sig)(overrides=overrides)
-    state_cb: dict[str, Any] = {"pending": False}
+def _is_main() -> bool:
+    return RANK in {-1, 0}
 
-    def on_train_start(t):
-        save_label_caches(ds, cache_store)
-        sig.check()
 
-    def on_epoch_start(t):
-        sig.check()
-        state_cb["t0"] = time.perf_counter()
+class YoloopsTrainer(DetectionTrainer):
+    """Checkpoints at <ckpt>/last.pt, committed atomically together with the epoch's record, never torn by SIGTERM."""
 
-    def on_batch_start(t):
-        if not first_step:
-            first_step["time_to_first_step_s"] = round(time.time() - PROCESS_START, 2)
-            emit(f"yoloops-timing time_to_first_step_s={first_step['time_to_first_step_s']}")
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        with contextlib.suppress(OSError):
+            self.wdir.rmdir()
+        self.wdir = self.save_dir
+        self.last, self.best = self.wdir / "last.pt", self.wdir / "best.pt"
+        self.job = json.loads(os.environ.get(JOB_ENV) or "{}")
+        self._epoch_t0 = self._train_s = 0.0
+        self._gpu_t0, self._gpu_util = 0.0, None
+        self._first_step: float | None = None
+        self._sampler: GpuSampler | None = None
+        self._wandb: WandbRun | None = None
+        for event, fn in _HOOKS.items():
+            if fn not in self.callbacks.get(event, []):  # DDP ranks receive the launcher's callbacks already
+                self.add_callback(event, fn)
+        if RANK != -1:  # a DDP rank, a fresh process: the same offline patches, and SIGTERM forwarded here
+            patch_ultralytics(Path(os.environ.get("YOLO_CONFIG_DIR") or "/opt/ultralytics"))
+            SIGNALS.install()
 
-    def on_batch_end(t):
-        sig.check()
+    # ------------------------------------------------------------------ rank-0 side effects
+    def wandb(self) -> WandbRun:
+        if self._wandb is None:
+            self._wandb = WandbRun(self.save_dir, self.job.get("wandb_project", "yoloops"), self.job.get("config", {}))
+        return self._wandb
 
-    def on_epoch_end(t):
-        state_cb["train_s"] = time.perf_counter() - state_cb["t0"]
-        state_cb["pending"] = True
-
-    def on_fit_epoch_end(t):
-        if not state_cb["pending"]:
-            return  # final_eval's extra call: the closing line is printed after train() returns
-        state_cb["pending"] = False
-        n = len(t.train_loader.dataset)
-        values: dict[str, Any] = {"epoch": t.epoch + 1, **metric_values(t.metrics)}
-        losses = t.label_loss_items(t.tloss) if t.tloss is not None else {}
+    def _epoch_record(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"epoch": self.epoch + 1, **metric_values(self.metrics or {})}
+        losses = self.label_loss_items(self.tloss) if self.tloss is not None else {}
         values["box_loss"] = metric_float(losses, "train/box_loss")
-        values["images_per_s"] = round(n / max(state_cb["train_s"], 1e-9), 2)
-        emit(format_metric_line(values))
-        with (paths.checkpoints / EPOCH_LOG).open("a") as f:
-            f.write(json.dumps(values) + "\n")
-        wandb.log(values, step=values["epoch"])
-        sig.check()
+        values["images_per_s"] = round(len(self.train_loader.dataset) / max(self._train_s, 1e-9), 2)
+        if self._gpu_util is not None:
+            values["gpu_util"] = self._gpu_util
+        return values
 
-    for event, fn in (("on_train_start", on_train_start), ("on_train_epoch_start", on_epoch_start),
-                      ("on_train_batch_start", on_batch_start), ("on_train_batch_end", on_batch_end),
-                      ("on_train_epoch_end", on_epoch_end), ("on_fit_epoch_end", on_fit_epoch_end)):
-        trainer.add_callback(event, fn)
-    trainer.train()
-    sig.check()
-    final = metric_values(trainer.metrics or {})
-    per_class = per_class_map(getattr(trainer.validator, "metrics", None), ds.names)
-    emit(format_metric_line({"epoch": trainer.epoch + 1, **final}))
-    extra = {**first_step, "resolved": {k: v for k, v in speed.items()}}
-    return write_outputs(paths, cfg, final, per_class, extra)
+    def save_model(self):
+        SIGNALS.critical += 1
+        last, best = self.last, self.best
+        self.last, self.best = last.with_suffix(".pt.partial"), best.with_suffix(".pt.partial")
+        try:
+            ok = super().save_model()
+            extra = {"time_to_first_step_s": self._first_step} if self._first_step is not None else {}
+            add_record(self.save_dir, self._epoch_record(), **extra)  # ahead of last.pt until the rename below
+            for tmp, final in ((self.best, best), (self.last, last)):
+                if tmp.exists():
+                    os.replace(tmp, final)  # a kill -9 mid-write leaves the previous last.pt intact
+            emit_pending(self.save_dir, self.epoch + 1, self.wandb())
+        finally:
+            self.last, self.best = last, best
+            SIGNALS.critical -= 1
+        SIGNALS.check()
+        return ok
+
+    def final_eval(self):
+        # final_eval strips the optimizer by rewriting last.pt and best.pt in place: keep committed copies
+        # until the job is done, so a kill in the middle cannot leave only a torn checkpoint.
+        if _is_main():
+            for f in (self.last, self.best):
+                if f.exists():
+                    tmp = f.with_name(f.name + ".copy")
+                    shutil.copy2(f, tmp)
+                    os.replace(tmp, f.with_suffix(COMMITTED_SUFFIX))
+        return super().final_eval()
+
+    def train(self):
+        try:
+            return super().train()
+        except BaseException as e:
+            if RANK != -1:  # a DDP rank: the launching process only sees an exit code; leave it the reason
+                with contextlib.suppress(OSError):
+                    atomic_write(self.save_dir / f"yoloops-rank{RANK}-error.txt", f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            if self._sampler is not None:
+                self._sampler.stop()
+            if self._wandb is not None:
+                self._wandb.finish()
+                self._wandb = None
+
+
+# ---------------------------------------------------------------------------------------------- hooks
+def _on_train_start(t: YoloopsTrainer) -> None:
+    if _is_main():
+        ds = t.job.get("dataset")
+        if ds:
+            save_label_caches(PreparedDataset(Path(ds["yaml_path"]), Path(ds["root"]), ds["names"], ds["n_train"],
+                                              ds["n_val"], ds["bytes_train"], [Path(d) for d in ds["label_dirs"]]),
+                              Path(t.job["cache_store"]))
+        t._sampler = GpuSampler(t.job.get("devices") or [])
+        t.wandb()  # connect now, not inside the first checkpoint commit
+    SIGNALS.check()
+
+
+def _on_epoch_start(t: YoloopsTrainer) -> None:
+    SIGNALS.check()
+    t._epoch_t0, t._gpu_t0 = time.perf_counter(), time.monotonic()
+
+
+def _on_batch_start(t: YoloopsTrainer) -> None:
+    if t._first_step is None:
+        t._first_step = round(time.time() - process_start(), 2)
+        if _is_main():
+            emit(f"yoloops-timing time_to_first_step_s={t._first_step}")
+
+
+def _on_batch_end(t: YoloopsTrainer) -> None:
+    SIGNALS.check()
+
+
+def _on_epoch_end(t: YoloopsTrainer) -> None:
+    t._train_s = time.perf_counter() - t._epoch_t0
+    t._gpu_util = t._sampler.mean_since(t._gpu_t0) if t._sampler is not None else None
+
+
+_HOOKS = {
+    "on_train_start": _on_train_start,
+    "on_train_epoch_start": _on_epoch_start,
+    "on_train_batch_start": _on_batch_start,
+    "on_train_batch_end": _on_batch_end,
+    "on_train_epoch_end": _on_epoch_end,
+}
+
+
+def rank_errors(ckpt_dir: Path) -> str:
+    """The reasons DDP ranks left behind (see YoloopsTrainer.train), for the launching process."""
+    texts = []
+    for f in sorted(ckpt_dir.glob("yoloops-rank*-error.txt")):
+        with contextlib.suppress(OSError):
+            texts.append(f.read_text().strip())
+            f.unlink()
+    if texts:
+        log("DDP ranks failed: " + " | ".join(texts))
+    return " | ".join(texts)

@@ -5,13 +5,14 @@ container test asserts each regex matches a line train.py really prints. SageMak
 value of each metric as FinalMetricDataList, so train.py prints a closing line for the best model.
 
 Line format (one per epoch, then one for the final best.pt validation):
-    yoloops-metric epoch=12 mAP50=0.81234 mAP50-95=0.61234 precision=0.8 recall=0.7 box_loss=1.234 images_per_s=410.5
+    yoloops-metric epoch=12 mAP50=0.81234 mAP50-95=0.61234 precision=0.8 recall=0.7 box_loss=1.234 images_per_s=410.5 gpu_util=93.5
 """
 
 from __future__ import annotations
 
 METRIC_PREFIX = "yoloops-metric"
-METRIC_NAMES = ("epoch", "mAP50", "mAP50-95", "precision", "recall", "box_loss", "images_per_s")
+# gpu_util: mean GPU busy % (NVML) over the epoch's training; left out without NVML or a GPU (CPU jobs).
+METRIC_NAMES = ("epoch", "mAP50", "mAP50-95", "precision", "recall", "box_loss", "images_per_s", "gpu_util")
 
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
