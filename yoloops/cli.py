@@ -333,7 +333,9 @@ def print_run(stack: Stack, run: dict[str, Any], states: list[dict[str, Any]]) -
         ("jobs", ", ".join(jobs) or "-"),
         ("interruptions", f"{run.get('interruptions', 0)} {run.get('interruptions_by_attempt') or ''}".strip()),
         ("cost", f"{_money(run.get('cost_usd'))} (worst case {_money(run.get('worst_case_cost_usd'))}, "
-                 f"billable {run.get('billable_seconds', '-')} s)"),
+                 f"billable {run.get('billable_seconds', '-')} s"
+                 + (f", spot saved {run['spot_savings_pct']:.1f}%" if isinstance(run.get("spot_savings_pct"), int | float)
+                    else "") + ")"),
     ]
     for key, value in rows:
         t.add_row(key, value)
@@ -506,14 +508,21 @@ def budget_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
     t.add_column(style="bold")
     t.add_column(justify="right")
     t.add_row("monthly budget", _money(b["budget_usd"]))
-    t.add_row("spent (finished runs)", _money(b["spent_usd"]))
-    t.add_row(f"in flight, worst case ({b['in_flight_runs']} runs)", _money(b["in_flight_usd"]))
+    t.add_row("spent (ended attempts)", _money(b["spent_usd"]))
+    t.add_row(f"reserved in flight, worst case ({b['in_flight_runs']} runs)", _money(b["in_flight_usd"]))
     colour = "green" if b["remaining_usd"] > 0 else "red"
     t.add_row("remaining", f"[{colour}]{_money(b['remaining_usd'])}[/]")
     price = b.get("price") or {}
     if price.get("hourly_usd") is not None:
         t.add_row("hourly price", f"{format_usd(price['hourly_usd'])}/h")
     out.print(t)
+    if b.get("datasets"):
+        per = Table(title="this month by dataset", expand=False)
+        for col in ("dataset", "runs", "cost"):
+            per.add_column(col, justify="left" if col == "dataset" else "right")
+        for name, row in sorted(b["datasets"].items()):
+            per.add_row(escape(name), str(row["runs"]), _money(row["cost_usd"]))
+        out.print(per)
     if price:
         out.print(_price_line(price))
 

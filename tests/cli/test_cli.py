@@ -272,14 +272,29 @@ def test_rollback_unknown_dataset(stack):
 # ---------------------------------------------------------------- budget
 
 def test_budget_counts_spend_and_in_flight_worst_case(stack):
+    from yoloops_core.budget import month_of_now
+    from yoloops_core.ledger import BudgetLedger, Reservation
+
+    ledger = BudgetLedger(stack.store.table, ddb=stack.client("dynamodb"))
+    month = month_of_now(None)
+
+    def hold(run_id: str, amount: float) -> None:  # what CheckBudget reserves for an attempt
+        ledger.reserve(Reservation(run_id=run_id, attempt=1, month=month, amount_usd=amount, hourly_usd=amount,
+                                   max_runtime_seconds=3600, instance_type="ml.g5.xlarge"), 50.0)
+
     stack.add_run("ds-a-v1", "a", RunStatus.PROMOTED, {"mAP50-95": 0.3}, cost_usd=1.25)
+    hold("ds-a-v1", 2.5)
+    ledger.settle("ds-a-v1", 1, billable_seconds=1800)  # half its hour: $1.25 spent, the rest released
     stack.add_run("ds-a-v2", "a", RunStatus.TRAINING, worst_case_cost_usd=4.0)
+    hold("ds-a-v2", 4.0)
+    stack.add_run("ds-b-v1", "b", RunStatus.FAILED, cost_usd=0.0)
     data = json.loads(stack.cli("budget", "--json").stdout)
     assert data["budget_usd"] == 50.0  # the stack's MonthlyBudgetUsd parameter
     assert data["spent_usd"] == 1.25 and data["in_flight_usd"] == 4.0 and data["in_flight_runs"] == 1
     assert data["remaining_usd"] == pytest.approx(44.75)
+    assert data["datasets"] == {"a": {"runs": 2, "cost_usd": 1.25}, "b": {"runs": 1, "cost_usd": 0.0}}
     text = stack.cli("budget")
-    assert text.exit_code == 0 and "$44.75" in text.stdout
+    assert text.exit_code == 0 and "$44.75" in text.stdout and "by dataset" in text.stdout
 
 
 def test_runs_watch_refreshes_until_ctrl_c(stack, monkeypatch):

@@ -101,6 +101,10 @@ class FakeStore:
         runs = self.list_runs_by_month(previous_month(month)) + self.list_runs_by_month(month)
         return [r for r in runs if RunStatus(r["status"]).in_flight]
 
+    # the Price List API cache (none in these tests: the shipped table or the override prices)
+    def get_price(self, region, instance_type):
+        return None
+
     # champions
     def get_champion(self, dataset):
         return copy.deepcopy(self.champions.get(dataset))

@@ -15,11 +15,12 @@ import math
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from yoloops_core.config import Settings
 from yoloops_core.ledger import MonthTotals, Reservation
 from yoloops_core.models import iso, utcnow
+from yoloops_core.prices import Price, price_for
 from yoloops_core.pricing import hourly_price
 
 # Reservation races: re-read the month and try again this many times before giving up.
@@ -36,19 +37,10 @@ class Ledger(Protocol):
                now: datetime | None = None) -> Reservation | None: ...
 
 
-class Price(BaseModel):
-    hourly_usd: float
-    source: str
-    as_of: str | None = None
-
-
 def price_of(settings: Settings, prices: Any = None, now: datetime | None = None) -> Price:
-    """The hourly price the gate uses: the override, else the shipped table."""
-    from yoloops_core.pricing import PRICES_TAKEN
-
-    if settings.hourly_price_override_usd is not None:
-        return Price(hourly_usd=settings.hourly_price_override_usd, source="override")
-    return Price(hourly_usd=hourly_price(settings.instance_type), source="shipped-table", as_of=PRICES_TAKEN)
+    """The hourly price the gate uses: the override, else the Price List API cache (`prices`, the runs
+    store), else the shipped table; UnknownPrice (an UnknownInstanceType) says how to fix it."""
+    return price_for(settings, prices, now)
 
 
 class BudgetDecision(BaseModel):
@@ -72,6 +64,11 @@ class BudgetDecision(BaseModel):
     reason: str | None = None
 
 
+class DatasetSpend(BaseModel):
+    runs: int = 0
+    cost_usd: float = 0.0
+
+
 class BudgetSummary(BaseModel):
     month: str
     budget_usd: float
@@ -79,6 +76,7 @@ class BudgetSummary(BaseModel):
     in_flight_usd: float
     in_flight_runs: int
     remaining_usd: float
+    datasets: dict[str, DatasetSpend] = Field(default_factory=dict)  # this month's runs and cost per dataset
 
 
 def worst_case_cost(instance_type: str, instance_count: int, max_runtime_seconds: int,
@@ -220,7 +218,13 @@ def budget_summary(settings: Settings, ledger: Ledger, store: Any, now: datetime
     """Spend, reservations in flight and what remains this month (CLI `budget`)."""
     month = month_of_now(now)
     totals = ledger.totals(month)
-    in_flight = [r for r in store.list_in_flight(month)]
+    in_flight = store.list_in_flight(month)
+    datasets: dict[str, DatasetSpend] = {}
+    for run in store.list_runs_by_month(month):
+        row = datasets.setdefault(str(run.get("dataset") or "(unknown)"), DatasetSpend())
+        row.runs += 1
+        row.cost_usd = round(row.cost_usd + float(run.get("cost_usd") or 0.0), 6)
     return BudgetSummary(month=month, budget_usd=settings.monthly_budget_usd, spent_usd=round(totals.spent_usd, 4),
                          in_flight_usd=round(totals.reserved_usd, 4), in_flight_runs=len(in_flight),
-                         remaining_usd=round(settings.monthly_budget_usd - totals.committed_usd, 4))
+                         remaining_usd=round(settings.monthly_budget_usd - totals.committed_usd, 4),
+                         datasets=datasets)

@@ -84,7 +84,7 @@ def check_budget(event: CheckBudgetEvent, *, settings: Settings, store: Any, led
     spot_failed = spot_failures(record)
     use_spot = settings.use_spot and spot_failed < settings.spot_failures_before_on_demand
     try:
-        price = budget.price_of(settings, prices, now)
+        price = budget.price_of(settings, prices if prices is not None else store, now)
     except UnknownInstanceType as exc:
         decision = _unpriced(run.run_id, attempt.number, settings, str(exc), now)
     else:
