@@ -40,7 +40,8 @@ def test_image_present_is_ready_with_release_tagged_uri():
     ecr = FakeEcr({"v1.4.0"})
     out = check_image(load_fixture("stepfn_check_image_first_poll.json"), ecr=ecr,
                       repository_uri=REPO_URI, max_polls=20)
-    assert out == {"ready": True, "polls": 1, "image_uri": f"{REPO_URI}:v1.4.0"}
+    assert out == {"ready": True, "polls": 1, "image_uri": f"{REPO_URI}@sha256:{'a' * 64}",
+                   "tag_uri": f"{REPO_URI}:v1.4.0"}
     assert ecr.calls == [{"repositoryName": "yoloops-train", "imageIds": [{"imageTag": "v1.4.0"}]}]
 
 
@@ -58,7 +59,8 @@ def test_polling_loop_until_the_image_is_pushed():
         assert state["image"]["ready"] is False
     ecr.tags.add("v1.4.0")
     state["image"] = check_image(state, ecr=ecr, repository_uri=REPO_URI, max_polls=5)
-    assert state["image"] == {"ready": True, "polls": 4, "image_uri": f"{REPO_URI}:v1.4.0"}
+    assert state["image"] == {"ready": True, "polls": 4, "image_uri": f"{REPO_URI}@sha256:{'a' * 64}",
+                              "tag_uri": f"{REPO_URI}:v1.4.0"}
 
 
 def test_last_poll_raises_image_not_found_naming_repo_tag_and_wait():
@@ -87,7 +89,7 @@ def test_other_ecr_errors_raise_for_the_catch():
 def test_repository_falls_back_to_the_run_image_uri():
     ecr = FakeEcr({"v1.4.0"})
     out = check_image(load_fixture("stepfn_check_image_first_poll.json"), ecr=ecr, repository_uri="", max_polls=3)
-    assert out["image_uri"] == f"{REPO_URI}:v1.4.0" and ecr.calls[0]["repositoryName"] == "yoloops-train"
+    assert out["image_uri"] == f"{REPO_URI}@sha256:{'a' * 64}" and ecr.calls[0]["repositoryName"] == "yoloops-train"
 
 
 @pytest.mark.parametrize(("uri", "name"), [
@@ -127,4 +129,8 @@ def test_handler_on_moto_ecr(monkeypatch):
                                           "mediaType": "application/vnd.docker.container.image.v1+json"},
                                "layers": []})
         ecr.put_image(repositoryName="yoloops-train", imageManifest=manifest, imageTag="v1.4.0")
-        assert handler({**event, "image": first}, CONTEXT)["ready"] is True
+        ready = handler({**event, "image": first}, CONTEXT)
+        digest = ecr.describe_images(repositoryName="yoloops-train",
+                                     imageIds=[{"imageTag": "v1.4.0"}])["imageDetails"][0]["imageDigest"]
+        # Pinned: the digest ECR holds for the tag, so every attempt trains the same image.
+        assert ready["ready"] is True and ready["image_uri"] == f"{REPO_URI}@{digest}"

@@ -61,3 +61,14 @@ def test_the_dashboard_reads_the_metrics_notify_emits():
     body = template.split("  OperationsDashboard:", 1)[1].split("\n\n", 1)[0]
     plotted = set(re.findall(r'"yoloops", *"(\w+)"', body))
     assert plotted == {"Runs", "RunDurationSeconds", "TrainingSeconds", "SpotInterruptions", "CostUsd"}
+
+
+def test_the_final_notification_names_the_pinned_image(event, settings, store, sns):
+    ev = event("stepfn_notify_promoted.json")
+    run = RunContext.model_validate(ev["state"]["run"])
+    store.create_run(run)
+    pinned = "123456789012.dkr.ecr.us-east-1.amazonaws.com/yoloops-training@sha256:" + "c" * 64
+    store.record_job(run.run_id, 1, f"{run.run_id}-a1", status=RunStatus.TRAINING, image_uri=pinned)
+    notify(ev, settings=settings, store=store, sns=sns, now=NOW)
+    (msg,) = sns.messages
+    assert msg["image_uri"] == pinned

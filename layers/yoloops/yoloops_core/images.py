@@ -1,8 +1,13 @@
 """CheckImage step: a release run trains with the image tagged with the release tag; CI may still be
-pushing it when the release is published, so the workflow polls ECR (bounded) before training."""
+pushing it when the release is published, so the workflow polls ECR (bounded) before training.
+
+When the tag is there, the step answers with the image's DIGEST (`<repo uri>@sha256:...`), never the
+tag: the plan's TrainingImage, so every attempt of the run trains exactly the same code (and the run
+record and notifications name it), even if the tag were ever moved."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -94,5 +99,18 @@ def check_image(payload: Any, *, ecr: ImageDescriber, repository_uri: str, max_p
             raise ImageNotFound(message)
         logger.info("image not pushed yet", extra=log | {"polls": polls})
         return {"ready": False, "polls": polls, "image_uri": image_uri}
-    logger.info("image ready", extra=log | {"digest": found["imageDetails"][0].get("imageDigest")})
-    return {"ready": True, "polls": state.polls + 1, "image_uri": image_uri}
+    digest = _digest(found["imageDetails"], run.image_tag)
+    pinned = f"{repo_uri}@{digest}"
+    logger.info("image ready", extra=log | {"digest": digest, "image_uri": pinned})
+    return {"ready": True, "polls": state.polls + 1, "image_uri": pinned, "tag_uri": image_uri}
+
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _digest(details: list[dict[str, Any]], tag: str) -> str:
+    """The digest ECR reports for the tag (DescribeImages by tag returns exactly that image)."""
+    digest = str(details[0].get("imageDigest") or "")
+    if not _DIGEST.match(digest):
+        raise ValueError(f"ECR returned no valid digest for tag {tag} ({digest!r}); cannot pin the image")
+    return digest

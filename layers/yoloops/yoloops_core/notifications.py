@@ -27,6 +27,7 @@ class Notification(BaseModel):
     reason: str | None = None
     report: dict[str, Any] | None = None
     base_weights: str | None = None  # S3 key of the .pt the run started from, or "scratch:<model yaml>"
+    image_uri: str | None = None  # the training image, repo@sha256:... when CheckImage pinned it
 
     @property
     def subject(self) -> str:

@@ -218,6 +218,7 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher, ledger
         spot_savings_pct=savings,
         links=links(settings, _s(run.get("execution_arn")) or _s(record.get("execution_arn")), job),
         reason=reason, report=report, base_weights=_s(record.get("base_weights")),
+        image_uri=_s(record.get("image_uri")),
     )
     message_id = publish(notification, settings.notifications_topic_arn, sns)
     emit_run_metrics(outcome=status.value, duration_s=duration, training_s=_num(record.get("billable_seconds")),
