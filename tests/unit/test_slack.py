@@ -120,6 +120,12 @@ def test_cloudwatch_alarm_on_the_topic_is_readable():
     assert payload_for(dlq)["text"].endswith("\nSlack notifications could not be delivered (see `yoloops dlq list`)")
 
 
+def test_final_message_shows_the_run_cost_with_its_spot_saving():
+    msg = json.dumps({"event_type": "model.promoted", "run_id": "ds-a-v1", "text": "New champion",
+                      "cost_usd": 0.82, "spot_savings_pct": 64.2})
+    assert "$0.82 (spot saved 64%)" in json.dumps(payload_for(msg))
+
+
 def test_sub_cent_costs_keep_their_digits():
     from yoloops_core.pricing import format_usd
 

@@ -118,7 +118,9 @@ def render(message: dict[str, Any]) -> dict[str, Any]:
     if isinstance(message.get("duration_s"), (int, float)):
         fields.append(_field("Duration", _fmt_duration(message["duration_s"])))
     if isinstance(message.get("cost_usd"), (int, float)):
-        fields.append(_field("Cost", format_usd(message["cost_usd"])))
+        saved = message.get("spot_savings_pct")
+        fields.append(_field("Cost", format_usd(message["cost_usd"])
+                             + (f" (spot saved {saved:.0f}%)" if isinstance(saved, (int, float)) and saved > 0 else "")))
     if message.get("base_weights"):
         fields.append(_field("Base weights", escape(describe_weights(str(message["base_weights"])))))
     blocks: list[dict[str, Any]] = [
