@@ -156,3 +156,17 @@ def test_watchdog_stops_orphans_closes_missed_and_stuck_runs_and_is_safe_twice(
     assert again.runs_closed == [] and again.orphan_jobs_stopped == [] and len(sns.published) == 2
     # The orphan of the finished run had its reservation settled once its job ended.
     assert ledger.reservations("ds-done-1")[0].state == "settled"
+
+
+def test_watchdog_repairs_champions_of_this_months_datasets(event, settings, store, ledger, sns, sagemaker, sfn):
+    run = _training_run(event, store, ledger, sagemaker, run_id="ds-pallets-9", job_status="Completed")
+    store.update_run(run.run_id, status=RunStatus.PROMOTED)
+    asked: list[str] = []
+
+    def repair(dataset: str) -> bool:
+        asked.append(dataset)
+        return True  # champion/ disagreed with the record and was put right
+
+    report = sweep(settings=settings, store=store, ledger=ledger, sagemaker=sagemaker, sfn=sfn, sns=sns,
+                   repair=repair, now=NOW)
+    assert asked == ["pallets"] and report.champions_repaired == ["pallets"]
