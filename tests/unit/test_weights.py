@@ -114,3 +114,10 @@ def test_missing_pretrained_weights_stop_the_run_before_validation(settings_fact
 
 def test_request_accepts_weights_field():
     assert RunRequest.model_validate(_request(weights="champion")).weights == "champion"
+
+
+def test_scratch_runs_record_the_model_yaml_the_plan_uses(settings_factory, store, s3, validator_factory):
+    settings = settings_factory(artifacts_bucket=BUCKET, default_hyperparameters={"model": "yoloops-tiny.yaml"})
+    _validate(settings, store, s3, validator_factory, _request())
+    assert store.get_run("ds-shapes-v2")["base_weights"] == "scratch:yoloops-tiny.yaml"
+    assert weights.scratch_model({"model": "yolo11s.yaml"}, settings) == "yolo11s.yaml"

@@ -33,6 +33,7 @@ from yoloops_core.models import (
 from yoloops_core.state_size import compact_report
 from yoloops_core.weights import record_value as weights_record
 from yoloops_core.weights import resolve_request as resolve_run_weights
+from yoloops_core.weights import scratch_model
 
 logger = Logger(child=True)
 
@@ -114,8 +115,7 @@ def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: 
     valid = bool(report.valid)
     report_dict = compact_report(report.model_dump(mode="json"))  # it rides along the whole state
     store.update_run(run.run_id, now=now, note="dataset valid" if valid else "dataset rejected",
-                     base_weights=weights_record(run.base_weights,
-                                                 request.hyperparameters.get("model") or settings.default_model))
+                     base_weights=weights_record(run.base_weights, scratch_model(request.hyperparameters, settings)))
     logger.info("dataset validated", extra={"run_id": run.run_id, "valid": valid})
     return {
         "run": run.model_dump(mode="json"),

@@ -121,6 +121,11 @@ def resolve(spec: str | None, *, dataset: str, bucket: str, store: Any, s3: Any)
     return spec
 
 
+def scratch_model(hyperparameters: dict[str, str], settings: Any) -> str:
+    """The model YAML a run without base weights builds: the plan's precedence (run, stack defaults)."""
+    return hyperparameters.get("model") or settings.default_hyperparameters.get("model") or settings.default_model
+
+
 def record_value(key: str | None, model: str) -> str:
     """What the run record's `base_weights` says: the S3 key, or `scratch:<model yaml>`."""
     return key or f"{SCRATCH}{model}"
