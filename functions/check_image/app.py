@@ -9,7 +9,8 @@ from yoloops_core.images import check_image
 logger = Logger()
 
 
-@logger.inject_lambda_context(clear_state=True)
+# The run id is the correlation id of every log line (docs/architecture.md "Logs").
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="run.run_id")
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
     # check_image validates the event into CheckImageInput (InvalidInput names the field).

@@ -15,7 +15,8 @@ from yoloops_core.store import RunStore
 logger = Logger()
 
 
-@logger.inject_lambda_context(clear_state=True)
+# The run id is the correlation id of every log line (docs/architecture.md "Logs").
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="run_id")
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
     return notify(event, settings=settings, store=RunStore(settings.runs_table), sns=client("sns"),

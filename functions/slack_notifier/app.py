@@ -14,7 +14,8 @@ from yoloops_core.slack_thread import slack_delivery
 logger = Logger()
 
 
-@logger.inject_lambda_context(clear_state=True)
+# The run id is the correlation id of every log line (docs/architecture.md "Logs").
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="powertools_json(Records[0].Sns.Message).run_id")
 @event_source(data_class=SNSEvent)
 def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict:
     send = slack_delivery(get_settings(), read_secret=secret)

@@ -11,7 +11,8 @@ from yoloops_core.store import RunStore
 logger = Logger()
 
 
-@logger.inject_lambda_context(clear_state=True)
+# The run id is the correlation id of every log line (docs/architecture.md "Logs").
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="run.run_id")
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
     step = parse_model(TrainingFailedEvent, event, "AttemptFailed input")

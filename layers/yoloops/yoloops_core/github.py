@@ -31,6 +31,7 @@ import yaml
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
+from yoloops_core.logs import correlate
 from yoloops_core.models import (
     DatasetRef,
     EventType,
@@ -351,6 +352,7 @@ def handle_webhook(event: Any, deps: WebhookDeps) -> WebhookResponse:
     repo, tag = release.repository.full_name, rel.tag_name
     run_id = run_id_for_release(repo, tag)
     log |= {"repo": repo, "tag": tag, "run_id": run_id}
+    correlate(logger, run_id)  # the rest of this delivery's log lines name the run
     try:
         request_model = _run_request(release, delivery, deps)
     except InvalidInput as exc:

@@ -25,6 +25,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from yoloops_core.logs import correlate
 from yoloops_core.models import (
     EventType,
     describe_validation_error,
@@ -214,6 +215,7 @@ def handle_training_event(event: Any, deps: TrainingEventDeps) -> EventOutcome:
     if parsed is None:
         return _ignored(f"job {detail.TrainingJobName} is not a yoloops job (no '-a<attempt>' suffix)")
     run_id, attempt = parsed
+    correlate(logger, run_id)  # every log line of this event names its run
     secondary = detail.SecondaryStatus or detail.TrainingJobStatus
     key = dedupe_key(detail)
     log = {"run_id": run_id, "job": detail.TrainingJobName, "attempt": attempt, "status": detail.TrainingJobStatus,
