@@ -89,6 +89,8 @@ class YoloopsTrainer(DetectionTrainer):
         last, best = self.last, self.best
         self.last, self.best = last.with_suffix(".pt.partial"), best.with_suffix(".pt.partial")
         try:
+            for stale in (self.last, self.best):  # left by a kill mid-save: never rename those over a checkpoint
+                stale.unlink(missing_ok=True)
             ok = super().save_model()
             extra = {"time_to_first_step_s": self._first_step} if self._first_step is not None else {}
             add_record(self.save_dir, self._epoch_record(), **extra)  # ahead of last.pt until the rename below
