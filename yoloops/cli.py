@@ -593,13 +593,25 @@ def local_up(
     port: int = typer.Option(0, "--port", help="moto server port (0: any free port)."),
     workdir: Annotated[Path, typer.Option("--dir", help="Working directory of the stack.")] = LOCAL_DIR,
     epochs: int | None = typer.Option(None, "--epochs", help="Default training epochs of runs (default 8)."),
+    parameter_overrides: Annotated[list[str] | None, typer.Option(
+        "--parameter-overrides", help="Template parameters as `sam deploy` takes them: 'Key=Value Key2=Value2' "
+        "(or repeat the option); checked as CloudFormation checks them.")] = None,
 ) -> None:
     """Start the local stack (moto server, template deployed, local training) until Ctrl-C."""
     from yoloops.demo import DemoSettings, start_local_stack
+    from yoloops.local.deploy import DeployError
+    from yoloops.local.release import ReleaseError, parse_parameter_overrides
 
+    try:
+        overrides = parse_parameter_overrides(parameter_overrides or [])
+    except ReleaseError as exc:
+        raise CliError(str(exc)) from None
     # Runs train on this machine's CPU: the demo's tiny hyperparameters are the stack's defaults.
     hp = DemoSettings(**({"epochs": epochs} if epochs else {})).training_hyperparameters()
-    stack = start_local_stack(workdir, port=port, hyperparameters=hp)
+    try:
+        stack = start_local_stack(workdir, port=port, hyperparameters=hp, parameters=overrides)
+    except DeployError as exc:
+        raise CliError(f"cannot deploy the local stack: {exc}") from None
     try:
         outputs = stack.outputs
         out.print(f"[bold green]local stack up[/] in {workdir}/")
@@ -619,6 +631,37 @@ def local_up(
         err.print("stopping the local stack")
     finally:
         stack.stop()
+
+
+@local_app.command("release")
+@handle_errors
+def local_release_cmd(
+    ctx: typer.Context,
+    tag: str = typer.Argument(..., help="Release tag = training image tag (e.g. v1.2.0)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="NAME or NAME/VERSION to train (default: newest)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Do what CI + GitHub do on a release: push the image tag to local ECR, POST the signed webhook."""
+    from yoloops.local.release import ReleaseError, local_release
+
+    st = _state(ctx)
+    st.local = st.local or os.environ.get("YOLOOPS_LOCAL") or DEFAULT_LOCAL_DIR
+    if not st.stack.info.local:
+        raise CliError("`local release` needs the local stack (`yoloops local up`)")
+    try:
+        result = local_release(st.stack, tag, dataset=dataset)
+    except ReleaseError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(f"image {result['image']} ({result['digest'][:19]}...) registered; webhook answered {result['status']}")
+        if result.get("run_id"):
+            out.print(f"run {result['run_id']} {'started' if result.get('started') else 'already exists'}")
+        if result.get("reason") or result.get("error"):
+            err.print(escape(str(result.get("reason") or result.get("error"))))
+    if result["status"] >= 300:
+        raise typer.Exit(1)
 
 
 @local_app.command("interrupt")
