@@ -15,12 +15,14 @@ import pytest
 from yoloops.local import LocalStack, ScriptedTrainingBackend
 from yoloops.synth import generate_dataset
 
+# Tests start executions themselves; uploads must not close by quiet into runs of their own.
+QUIET = {"UploadQuietSeconds": "900"}
+
 
 @pytest.fixture(scope="module")
 def workflow_stack(tmp_path_factory):
-    # Tests start executions themselves; uploads must not close by quiet into runs of their own.
     stack = LocalStack(workdir=tmp_path_factory.mktemp("stack"), training=ScriptedTrainingBackend(),
-                       parameters={"UploadQuietSeconds": "900"})
+                       parameters=dict(QUIET))
     stack.start()
     yield stack
     stack.stop()
@@ -53,10 +55,19 @@ class Harness:
             key = f"datasets/{name}/{version}/{path.relative_to(self.dataset_dir).as_posix()}"
             self.s3.upload_file(str(path), self.bucket, key)
 
-    def start(self, name: str, version: str, run_id: str | None = None, request: Any = None) -> str:
+    @staticmethod
+    def run_id(name: str, version: str) -> str:
+        """The run id `start` names the execution (content hash fixed: the tests start runs themselves)."""
         from yoloops_core.models import DatasetRef, run_id_for_dataset
 
-        run_id = run_id or run_id_for_dataset(DatasetRef(name=name, version=version), "0" * 64)
+        return run_id_for_dataset(DatasetRef(name=name, version=version), "0" * 64)
+
+    def reset(self, **parameters: str) -> None:
+        self.stack.reset(parameters={**QUIET, **parameters})
+        self.bucket = self.stack.outputs["ArtifactsBucketName"]
+
+    def start(self, name: str, version: str, run_id: str | None = None, request: Any = None) -> str:
+        run_id = run_id or self.run_id(name, version)
         body = request if request is not None else {
             "dataset": {"name": name, "version": version, "format": "dir"},
             "trigger": {"source": "manual", "ref": "tests/workflow"},
@@ -86,6 +97,11 @@ class Harness:
     def transitions(self, arn: str) -> int:
         """State transitions as billed: one per state entered (Step Functions standard pricing)."""
         return len(self.states_entered(arn))
+
+    def ledger(self):
+        from yoloops_core.ledger import BudgetLedger
+
+        return BudgetLedger(self.table, ddb=self.ddb)
 
     def run_record(self, run_id: str) -> dict[str, Any]:
         from yoloops_core.store import RunStore
@@ -121,5 +137,5 @@ def wf(workflow_stack, tiny_dataset, monkeypatch) -> Harness:
     for key, value in {"AWS_ENDPOINT_URL": workflow_stack.endpoint_url,
                        "MOTO_PORT": str(workflow_stack.port)}.items():
         monkeypatch.setenv(key, value)
-    workflow_stack.reset(parameters={})
+    workflow_stack.reset(parameters=dict(QUIET))
     return Harness(workflow_stack, tiny_dataset)

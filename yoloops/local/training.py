@@ -76,6 +76,8 @@ class TrainingJob:
     last_modified_ms: int = field(default_factory=_now_ms)
     interruptions: int = 0
     model_artifact: str | None = None
+    billed_seconds: float | None = None  # scripted billing (Outcome.billable_s)
+    trained_seconds: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -125,9 +127,10 @@ class TrainingJob:
         if self.training_end_ms:
             out["TrainingEndTime"] = self.training_end_ms
             seconds = max(1, (self.training_end_ms - (self.training_start_ms or self.created_ms)) // 1000)
-            out["TrainingTimeInSeconds"] = seconds
-            # Managed spot bills less than it runs; locally nothing is saved, billable = training time.
-            out["BillableTimeInSeconds"] = seconds
+            out["TrainingTimeInSeconds"] = int(self.trained_seconds if self.trained_seconds is not None
+                                               else max(seconds, self.billed_seconds or 0))
+            # Managed spot bills less than it runs; locally nothing is saved unless a test scripts it.
+            out["BillableTimeInSeconds"] = int(self.billed_seconds if self.billed_seconds is not None else seconds)
         if self.failure_reason:
             out["FailureReason"] = self.failure_reason
         if self.model_artifact:
@@ -322,6 +325,10 @@ class Outcome:
     secondary: str = ""
     hold: bool = False  # stay InProgress/Training until release(job)
     duration_s: float = 0.0
+    # What DescribeTrainingJob reports as billed / trained seconds (default: the wall time it took);
+    # lets a test bill an hour in a second, or show a spot saving (billable < training).
+    billable_s: float | None = None
+    training_s: float | None = None
 
 
 def complete(metrics: dict[str, float], *, hold: bool = False, duration_s: float = 0.0) -> Outcome:
@@ -332,8 +339,9 @@ def fail(reason: str, *, hold: bool = False) -> Outcome:
     return Outcome("fail", reason=reason, hold=hold)
 
 
-def spot_max_wait_exceeded(reason: str = "Training job was stopped because managed spot capacity was not available within the maximum wait time (MaxWaitTimeInSeconds).") -> Outcome:
-    return Outcome("stopped", reason=reason, secondary="MaxWaitTimeExceeded")
+def spot_max_wait_exceeded(reason: str = "Training job was stopped because managed spot capacity was not available within the maximum wait time (MaxWaitTimeInSeconds).",
+                           *, billable_seconds: float | None = None) -> Outcome:
+    return Outcome("stopped", reason=reason, secondary="MaxWaitTimeExceeded", billable_s=billable_seconds)
 
 
 def capacity_error(message: str = "The account-level service limit 'ml.g5.xlarge for spot training job usage' is 0 Instances, with current utilization of 0 Instances and a request delta of 1 Instances.") -> Outcome:
@@ -400,6 +408,7 @@ class ScriptedTrainingBackend(TrainingBackend):
         t.start()
 
     def _run(self, job: TrainingJob, outcome: Outcome) -> None:
+        job.billed_seconds, job.trained_seconds = outcome.billable_s, outcome.training_s
         try:
             self._transition(job, "InProgress", "Downloading", "Downloading input data")
             self._transition(job, "InProgress", "Training", "Training image download completed. Training in progress.")
