@@ -19,9 +19,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
-from yoloops_core.aws import client
 from yoloops_core.models import iso, utcnow
-from yoloops_core.store import _de, _ser, run_pk
+from yoloops_core.store import DynamoTable, _de, _ser, run_pk
 
 logger = Logger(child=True)
 
@@ -88,18 +87,8 @@ def _num(attr: dict[str, Any] | None) -> float:
     return float(attr["N"]) if attr and "N" in attr else 0.0
 
 
-class BudgetLedger:
-    """Reservations and monthly totals in the runs table (`ddb`: a low-level DynamoDB client)."""
-
-    def __init__(self, table: str, ddb: Any = None) -> None:
-        self.table = table
-        self._ddb = ddb
-
-    @property
-    def ddb(self) -> Any:
-        if self._ddb is None:
-            self._ddb = client("dynamodb")
-        return self._ddb
+class BudgetLedger(DynamoTable):
+    """Reservations and monthly totals in the runs table."""
 
     # ------------------------------------------------------------ reads
 

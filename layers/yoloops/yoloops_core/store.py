@@ -108,8 +108,8 @@ def previous_month(month: str) -> str:
     return f"{year - 1}-12" if mon == 1 else f"{year}-{mon - 1:02d}"
 
 
-class RunStore:
-    """DynamoDB adapter for run records and champions. `ddb` is a low-level DynamoDB client."""
+class DynamoTable:
+    """One DynamoDB table through a low-level client (`ddb`), made lazily so imports stay cheap."""
 
     def __init__(self, table: str, ddb: Any = None) -> None:
         self.table = table
@@ -120,6 +120,10 @@ class RunStore:
         if self._ddb is None:
             self._ddb = client("dynamodb")
         return self._ddb
+
+
+class RunStore(DynamoTable):
+    """DynamoDB adapter for run records and champions."""
 
     # ------------------------------------------------------------ runs
 
