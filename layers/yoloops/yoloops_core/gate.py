@@ -100,7 +100,7 @@ def check_budget(event: CheckBudgetEvent, *, settings: Settings, store: Any, led
                               + _limits(decision, settings),
                          worst_case_cost_usd=decision.worst_case_usd, image_uri=event.image.image_uri)
         if not already:  # a re-invoked step does not notify twice
-            weights = describe_weights(weights_record(run.base_weights, plan["hyperparameters"].get("model", "")))
+            weights = weights_record(run.base_weights, plan["hyperparameters"].get("model", ""))
             publish(_admitted(run, decision, attempt, settings, capacity, weights), settings.notifications_topic_arn,
                     sns)
     elif attempt.number == 1:
@@ -129,7 +129,7 @@ def _admitted(run: RunContext, d: BudgetDecision, attempt: AttemptState, setting
     where = f"{d.instance_count} x {d.instance_type} ({capacity})"
     if attempt.number == 1:
         text = (f"Training started for {run.dataset.name} {run.dataset.version} (run {run.run_id}, "
-                f"job {attempt.job_name}) on {where} from {weights}; worst case {format_usd(d.worst_case_usd)}, "
+                f"job {attempt.job_name}) on {where} from {describe_weights(weights)}; worst case {format_usd(d.worst_case_usd)}, "
                 f"{format_usd(d.remaining_usd)} of {format_usd(d.budget_usd)} left this month before it.")
         etype = EventType.STARTED
     else:
@@ -138,4 +138,5 @@ def _admitted(run: RunContext, d: BudgetDecision, attempt: AttemptState, setting
                 f"{format_usd(d.worst_case_usd)} reserved.")
         etype = EventType.RETRY
     return Notification(event_type=etype, run_id=run.run_id, dataset=run.dataset.name, version=run.dataset.version,
-                        attempts=attempt.number, text=text + _limits(d, settings), reason=attempt.reason)
+                        attempts=attempt.number, text=text + _limits(d, settings), reason=attempt.reason,
+                        base_weights=weights)
