@@ -37,7 +37,7 @@ def test_demo_recipe_map_rises_well_above_zero(tmp_path):
     seconds = time.monotonic() - t0
 
     assert proc.returncode == 0, proc.stderr[-3000:]
-    per_epoch = [json.loads(line) for line in (base / "checkpoints" / "yoloops-epochs.jsonl").read_text().splitlines()]
+    per_epoch = json.loads((base / "checkpoints" / "yoloops-epochs.json").read_text())["records"]  # the ledger
     curve = [round(r["mAP50"], 3) for r in per_epoch]
     assert [r["epoch"] for r in per_epoch] == list(range(1, EPOCHS + 1))
     metrics = json.loads((base / "model" / "metrics.json").read_text())
