@@ -210,3 +210,54 @@ def test_gpu_sampler_means_per_epoch_and_is_silent_without_nvml(tp):
     sampler.samples = [(1.0, 20.0), (2.0, 90.0), (3.0, 100.0)]
     assert sampler.mean_since(2.0) == 95.0
     sampler.stop()
+
+
+# ------------------------------------------------------------------------- DDP launch (no GPU needed)
+DDP_WORKER = r"""
+import json, sys
+from ultralytics.utils import DEFAULT_CFG_DICT
+from ultralytics.utils.patches import torch_load
+state = torch_load(sys.argv[1], map_location="cpu")   # what Ultralytics' DDP temp file does in every rank
+cfg = DEFAULT_CFG_DICT.copy()
+cfg.update(save_dir="")
+trainer = state["trainer"](cfg=cfg, overrides=state["args"], _callbacks=state["callbacks"])
+from yoloops_train import trainer as t
+print("DDP " + json.dumps({"cls": f"{type(trainer).__module__}.{type(trainer).__name__}",
+      "hooks": {e: trainer.callbacks[e].count(fn) for e, fn in t._HOOKS.items()},
+      "job": sorted(trainer.job), "last": str(trainer.last)}))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_ranks_rebuild_the_yoloops_trainer_from_ultralytics_state_file(tmp_path, monkeypatch):
+    """The per-GPU processes Ultralytics starts must find our trainer class and hooks (once) and the job."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from container_helpers import TRAIN_PY, make_base
+    from ultralytics.utils.dist import ddp_cleanup, generate_ddp_file
+    from yoloops_train.dataset import prepare_dataset
+    from yoloops_train.trainer import JOB_ENV, YoloopsTrainer, job_context
+
+    base = make_base(tmp_path / "ml", {}, n_train=4, n_val=2, imgsz=32)
+    ds = prepare_dataset(base / "input" / "data" / "train", tmp_path / "work")
+    monkeypatch.setenv(JOB_ENV, job_context(ds, tmp_path / "ckpt" / "label_cache", ["0", "1"], "yoloops", {"epochs": 1}))
+    trainer = YoloopsTrainer(overrides={"model": str(TRAIN_PY.parent / "yoloops-tiny.yaml"), "data": str(ds.yaml_path),
+                                        "device": "cpu", "epochs": 1, "imgsz": 32, "save_dir": str(tmp_path / "ckpt"),
+                                        "exist_ok": True, "plots": False})
+    file = generate_ddp_file(trainer)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(TRAIN_PY.parent)}
+        out = subprocess.run([sys.executable, "-c", DDP_WORKER, str(Path(file).with_suffix(".pt"))], env=env,
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        ddp_cleanup(trainer, file)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith("DDP "))[4:])
+    assert got["cls"] == "yoloops_train.trainer.YoloopsTrainer"
+    assert set(got["hooks"].values()) == {1}  # every hook present, none twice
+    assert got["job"] == ["cache_store", "config", "dataset", "devices", "wandb_project"]
+    assert got["last"] == str(tmp_path / "ckpt" / "last.pt")
