@@ -9,15 +9,20 @@ from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from yoloops_core.aws import secret
 from yoloops_core.config import get_settings
+from yoloops_core.logs import run_id_of
 from yoloops_core.slack_thread import slack_delivery
 
 logger = Logger()
 
 
-# The run id is the correlation id of every log line (docs/architecture.md "Logs").
-@logger.inject_lambda_context(clear_state=True, correlation_id_path="powertools_json(Records[0].Sns.Message).run_id")
+# The run id is the correlation id of every log line (docs/architecture.md "Logs"); plain-text messages
+# (alarms, manual publishes) have none, so it is read from each message rather than by a JMESPath.
+@logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=SNSEvent)
 def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict:
     send = slack_delivery(get_settings(), read_secret=secret)
-    delivered = [send(record.sns.message) for record in event.records]
+    delivered = []
+    for record in event.records:
+        logger.set_correlation_id(run_id_of(record.sns.message))
+        delivered.append(send(record.sns.message))
     return {"delivered": len(delivered)}

@@ -17,4 +17,5 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
     step = parse_model(ValidateDatasetEvent, event, "ValidateDataset input")
     logger.append_keys(run_id=step.run_id)
-    return validate_dataset(step, settings=settings, store=RunStore(settings.runs_table), s3=client("s3"))
+    return validate_dataset(step, settings=settings, store=RunStore(settings.runs_table), s3=client("s3"),
+                            ecr=client("ecr"))

@@ -263,3 +263,33 @@ def test_failed_attempt_settles_its_reservation_at_its_billed_cost(event, settin
     (res,) = ledger.reservations(ev.run.run_id)
     assert res.state == "settled" and res.actual_usd == pytest.approx(1.408 * 1800 / 3600)
     assert ledger.totals("2026-11").reserved_usd == pytest.approx(0.0)
+
+
+class FakeEcr:
+    def __init__(self, tags: dict[str, str]) -> None:
+        self.tags = tags
+
+    def describe_images(self, repositoryName, imageIds):
+        tag = imageIds[0]["imageTag"]
+        if tag not in self.tags:
+            err = Exception("not found")
+            err.response = {"Error": {"Code": "ImageNotFoundException"}}
+            raise err
+        return {"imageDetails": [{"imageDigest": self.tags[tag], "imageTags": [tag]}]}
+
+
+def test_upload_runs_train_the_tags_digest_and_a_missing_image_fails_fast(event, settings, store, s3,
+                                                                          validator_factory):
+    from yoloops_core.images import ImageNotFound
+
+    digest = "sha256:" + "ab" * 32
+    out = validate_dataset(ValidateDatasetEvent.model_validate(event("stepfn_validate_dataset_ok.json")),
+                           settings=settings, store=store, s3=s3, validator=validator_factory(),
+                           ecr=FakeEcr({"latest": digest}), now=NOW)
+    assert out["run"]["image_uri"] == f"{settings.ecr_repository}@{digest}"
+    assert out["image"]["image_uri"] == f"{settings.ecr_repository}@{digest}"
+    with pytest.raises(ImageNotFound, match="no training image tagged 'latest'.*push"):
+        validate_dataset(ValidateDatasetEvent.model_validate(dict(event("stepfn_validate_dataset_ok.json"),
+                                                                  run_id="ds-other-1")),
+                         settings=settings, store=store, s3=s3, validator=validator_factory(), ecr=FakeEcr({}),
+                         now=NOW)

@@ -142,11 +142,21 @@ class LocalStack:
                             function_url_base=lambda fn: f"{self.control_url}/lambda-url/{fn}/")
         deployer.clients = self._deploy_clients  # botocore model loading dominates a redeploy otherwise
         self.deployment = deployer.deploy(self.template, params)
+        self._push_training_image(str(params.get("TrainingImageTag") or "latest"))
         for spec in self.deployment.functions.values():
             spec.environment.update({"SLACK_API_URL": f"{self.control_url}/slack-api/", **self.function_env})
         self._fill_secrets()
         self._start_pollers()
         return self.deployment
+
+    def _push_training_image(self, tag: str) -> None:
+        """What a team does once after deploying: push the training image (locally: its tag in local ECR),
+        so upload runs can pin TrainingImageTag to a digest."""
+        from yoloops.local.release import register_image
+
+        repo = self.outputs.get("TrainingImageRepositoryName")
+        if repo:
+            register_image(self.client("ecr"), repo, tag)
 
     def _start_pollers(self) -> None:
         from yoloops.local.event_sources import SqsPoller

@@ -114,3 +114,27 @@ def _digest(details: list[dict[str, Any]], tag: str) -> str:
     if not _DIGEST.match(digest):
         raise ValueError(f"ECR returned no valid digest for tag {tag} ({digest!r}); cannot pin the image")
     return digest
+
+
+def pin_image(image_uri: str, stack_repository: str, ecr: ImageDescriber) -> str:
+    """`<stack repository>:<tag>` -> `<stack repository>@sha256:...`, so every attempt of a run trains the
+    same bytes even if the tag moves. Already pinned URIs pass through; so does an image in another
+    registry (TrainingImageUri set by hand), which this stack cannot describe."""
+    if "@sha256:" in image_uri:
+        return image_uri
+    repo_uri, _, tag = image_uri.rpartition(":") if ":" in image_uri.rsplit("/", 1)[-1] else (image_uri, "", "latest")
+    if not stack_repository or repo_uri.rstrip("/") != stack_repository.rstrip("/"):
+        logger.warning("training image not pinned: not in the stack's repository", extra={"image_uri": image_uri})
+        return image_uri
+    repo = repository_name(repo_uri)
+    try:
+        found = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": tag}]).get("imageDetails") or []
+    except Exception as exc:
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ImageNotFoundException":
+            raise
+        found = []
+    if not found:
+        raise ImageNotFound(f"no training image tagged {tag!r} in ECR repository {repo}: build and push it first "
+                            f"(README, 'Image'; the container workflow pushes one per release tag), or set "
+                            f"TrainingImageTag to a tag that exists")
+    return f"{repo_uri}@{_digest(found, tag)}"

@@ -15,3 +15,15 @@ def correlate(logger: Logger, run_id: str) -> None:
     """
     with contextlib.suppress(OrphanedChildLoggerError):
         logger.set_correlation_id(run_id)
+
+
+def run_id_of(message: str) -> str | None:
+    """The run id of a notification message, or None for plain text or JSON without one (alarms, tests)."""
+    import json
+
+    try:
+        value = json.loads(message)
+    except (TypeError, ValueError):
+        return None
+    run_id = value.get("run_id") if isinstance(value, dict) else None
+    return run_id if isinstance(run_id, str) else None

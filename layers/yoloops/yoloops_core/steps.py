@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from yoloops_core import budget
 from yoloops_core.config import ConfigError, Settings
+from yoloops_core.images import pin_image
 from yoloops_core.models import (
     MAX_RUN_ID_LENGTH,
     AttemptState,
@@ -93,12 +94,16 @@ def resolve_image(request: RunRequest, settings: Settings) -> tuple[str, bool]:
 
 
 def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: Any, s3: Any,
-                     validator: Validator | None = None, now: datetime | None = None) -> dict[str, Any]:
+                     validator: Validator | None = None, ecr: Any = None,
+                     now: datetime | None = None) -> dict[str, Any]:
     """Parse the execution input, create the run record (once), validate the dataset version."""
     if not RUN_ID_PATTERN.match(event.run_id):
         raise InvalidInput(f"invalid run_id (execution name) {event.run_id!r}: must match {RUN_ID_PATTERN.pattern}")
     request = parse_model(RunRequest, event.request, "execution input")
     image_uri, needs_check = resolve_image(request, settings)
+    if not needs_check and ecr is not None:
+        # Upload runs pin the tag's digest now (release runs: CheckImage does), so retries train the same image.
+        image_uri = pin_image(image_uri, settings.ecr_repository, ecr)
     run = RunContext(
         run_id=event.run_id, execution_arn=event.execution_arn, dataset=request.dataset,
         trigger=request.trigger, image_tag=request.image_tag, image_uri=image_uri,
