@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from yoloops_core.evaluate import EvaluateEvent
+from yoloops_core.gate import CheckBudgetEvent
 from yoloops_core.models import InvalidInput, parse_model
 from yoloops_core.outcomes import notify
 from yoloops_core.promote import PromoteEvent
-from yoloops_core.gate import CheckBudgetEvent
 from yoloops_core.steps import TrainingFailedEvent, ValidateDatasetEvent
 
 json_values = st.recursive(

@@ -288,7 +288,7 @@ def test_upload_runs_train_the_tags_digest_and_a_missing_image_fails_fast(event,
                            ecr=FakeEcr({"latest": digest}), now=NOW)
     assert out["run"]["image_uri"] == f"{settings.ecr_repository}@{digest}"
     assert out["image"]["image_uri"] == f"{settings.ecr_repository}@{digest}"
-    with pytest.raises(ImageNotFound, match="no training image tagged 'latest'.*push"):
+    with pytest.raises(ImageNotFound, match=r"no training image tagged .latest..*push"):
         validate_dataset(ValidateDatasetEvent.model_validate(dict(event("stepfn_validate_dataset_ok.json"),
                                                                   run_id="ds-other-1")),
                          settings=settings, store=store, s3=s3, validator=validator_factory(), ecr=FakeEcr({}),
