@@ -7,7 +7,7 @@ import json
 
 import pytest
 from gh_helpers import (
-    RELEASE_RUN_ID,
+    WEBHOOK_RUN_ID,
     Fakes,
     function_url_event,
     load_fixture,
@@ -38,8 +38,8 @@ def reason_of(response) -> str:
 def test_published_release_starts_one_run_on_latest_dataset_with_release_image(fakes):
     response = fakes.call(load_fixture("github_release_published.json"))
     assert response.status_code == 202
-    assert list(fakes.executions) == [RELEASE_RUN_ID]
-    request = fakes.executions[RELEASE_RUN_ID]
+    assert list(fakes.executions) == [WEBHOOK_RUN_ID]
+    request = fakes.executions[WEBHOOK_RUN_ID]
     assert request["dataset"] == {"name": "pallets", "version": "2026-11-20", "format": "dir"}
     assert request["image_tag"] == "v1.4.0"
     assert request["hyperparameters"] == {}
@@ -49,14 +49,14 @@ def test_published_release_starts_one_run_on_latest_dataset_with_release_image(f
                                             "delivery": "4a7c1e90-8d2b-11ef-9b1a-2f6c3d1e0a01",
                                             "sender": "mara-ops"}
     body = json.loads(response.to_lambda()["body"])
-    assert body["run_id"] == RELEASE_RUN_ID and body["started"] is True
+    assert body["run_id"] == WEBHOOK_RUN_ID and body["started"] is True
     assert fakes.notifications == []
 
 
 def test_base64_body_is_decoded_before_the_signature_check(fakes):
     response = fakes.call(load_fixture("github_release_published_base64.json"))
     assert response.status_code == 202
-    assert list(fakes.executions) == [RELEASE_RUN_ID]
+    assert list(fakes.executions) == [WEBHOOK_RUN_ID]
 
 
 def test_yaml_block_names_dataset_version_and_hyperparameters(fakes):
@@ -120,7 +120,7 @@ def test_release_lifecycle_starts_exactly_one_run(fakes):
     for name in ["github_release_created.json", "github_release_published.json",
                  "github_release_released.json", "github_release_edited.json"]:
         fakes.call(load_fixture(name))
-    assert list(fakes.executions) == [RELEASE_RUN_ID]
+    assert list(fakes.executions) == [WEBHOOK_RUN_ID]
 
 
 # ---------------------------------------------------------------- drafts and prereleases

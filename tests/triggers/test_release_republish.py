@@ -13,27 +13,35 @@ from yoloops_core.models import RunStatus
 from yoloops_core.store import RunStore
 
 
+def _published(at: str) -> dict:
+    payload = release_payload()
+    payload["release"]["published_at"] = at  # publishing again (e.g. after an unpublish) sets a new time
+    return payload
+
+
 def test_republish_after_image_not_found_retries_with_a_suffix_and_then_dedupes():
     fakes = Fakes()
     failed: dict[str, str] = {}
     fakes.deps = dataclasses.replace(fakes.deps, image_never_came=lambda run_id: failed.get(run_id) == "ImageNotFound")
-    assert fakes.call(function_url_event(release_payload(), delivery="d1")).status_code == 202
-    # Redelivered or re-published while the first run is fine: the same run, nothing new.
-    assert fakes.call(function_url_event(release_payload(), delivery="d2")).status_code == 200
+    first = release_payload()["release"]["published_at"]
+    assert fakes.call(function_url_event(_published(first), delivery="d1")).status_code == 202
+    # Redelivered, or published again while the first run is fine: the same run, nothing new.
+    fakes.call(function_url_event(_published(first), delivery="d2"))
+    assert fakes.call(function_url_event(_published(first.replace(":15:", ":16:")), delivery="d3")).status_code == 200
     assert list(fakes.executions) == [WEBHOOK_RUN_ID]
     failed[WEBHOOK_RUN_ID] = "ImageNotFound"  # CI was late: the run gave up on the image
-    response = fakes.call(function_url_event(release_payload(), delivery="d3"))
+    response = fakes.call(function_url_event(_published(first.replace(":15:", ":17:")), delivery="d4"))
     assert response.status_code == 202
     assert list(fakes.executions) == [WEBHOOK_RUN_ID, WEBHOOK_RUN_ID + "-r2"]
-    assert fakes.call(function_url_event(release_payload(), delivery="d4")).status_code == 200
+    assert fakes.call(function_url_event(_published(first.replace(":15:", ":18:")), delivery="d5")).status_code == 200
     assert len(fakes.executions) == 2
 
 
 def test_another_failure_is_not_retried_by_a_republish():
     fakes = Fakes()
     fakes.deps = dataclasses.replace(fakes.deps, image_never_came=lambda run_id: False)
-    fakes.call(function_url_event(release_payload(), delivery="d1"))
-    fakes.call(function_url_event(release_payload(), delivery="d2"))
+    fakes.call(function_url_event(_published("2026-11-28T09:15:40Z"), delivery="d1"))
+    fakes.call(function_url_event(_published("2026-11-28T09:16:40Z"), delivery="d2"))
     assert list(fakes.executions) == [WEBHOOK_RUN_ID]
 
 

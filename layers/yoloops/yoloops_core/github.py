@@ -52,6 +52,7 @@ EVENT_HEADER = "x-github-event"
 DELIVERY_HEADER = "x-github-delivery"
 REASON_HEADER = "x-yoloops-reason"
 MAX_YAML_BLOCK_BYTES = 16_384
+MAX_RELEASE_RETRIES = 20  # re-publishes of one release after ImageNotFound (run ids end -r2 ... -r20)
 # The first fenced block tagged yaml/yml in the release notes. Opening and closing fences are found
 # with two linear searches (one lazy regex over both is quadratic on many unclosed openings).
 _YAML_OPEN = re.compile(r"^[ \t]*```[ \t]*ya?ml[ \t]*\r?$\n?", re.MULTILINE)
@@ -268,6 +269,8 @@ class WebhookDeps:
     # (dataset name or None, version or None) -> the newest complete version matching, or None.
     find_dataset: Callable[[str | None, str | None], DatasetRef | None]
     notify: Callable[[Notification], Any]
+    # run id -> did that run fail because its image never appeared in ECR? (then a re-publish retries)
+    image_never_came: Callable[[str], bool] = lambda run_id: False
     allow_prereleases: bool = False
     max_body_bytes: int = 1_000_000
     # Gives the idempotency layer the invocation's remaining time, so the in-progress record of a
@@ -350,7 +353,7 @@ def handle_webhook(event: Any, deps: WebhookDeps) -> WebhookResponse:
         return _reject(422, too_old)
 
     repo, tag = release.repository.full_name, rel.tag_name
-    run_id = run_id_for_release(repo, tag)
+    run_id = run_id_for_release(repo, tag, rel.id)
     log |= {"repo": repo, "tag": tag, "run_id": run_id}
     correlate(logger, run_id)  # the rest of this delivery's log lines name the run
     try:
@@ -363,7 +366,13 @@ def handle_webhook(event: Any, deps: WebhookDeps) -> WebhookResponse:
         return _reject(422, reason)
 
     def start() -> dict[str, Any]:
-        result = deps.start(request_model, run_id)
+        # The execution name dedupes the release; only a run that died waiting for its image is retried,
+        # as `<run id>-r<n>` (the same release.id, published again once CI pushed the image).
+        for retry in range(1, MAX_RELEASE_RETRIES + 1):
+            rid = run_id_for_release(repo, tag, rel.id, retry)
+            result = deps.start(request_model, rid)
+            if result.started or not deps.image_never_came(rid):
+                break
         return {"run_id": result.run_id, "started": result.started, "execution_arn": result.execution_arn}
 
     try:
@@ -440,6 +449,7 @@ def default_deps() -> WebhookDeps:
     from yoloops_core.notifications import publish
     from yoloops_core.runs import start_run
     from yoloops_core.s3_trigger import latest_complete_version
+    from yoloops_core.store import RunStore
 
     settings = get_settings()
     missing = [n for n in ("github_webhook_secret_arn", "state_machine_arn", "idempotency_table")
@@ -455,9 +465,13 @@ def default_deps() -> WebhookDeps:
         find_dataset=lambda name, version: latest_complete_version(
             settings.runs_table, ddb=aws.client("dynamodb"), name=name, version=version),
         notify=lambda n: publish(n, settings.notifications_topic_arn, aws.client("sns")),
+        image_never_came=lambda run_id: _image_never_came(RunStore(settings.runs_table, aws.client("dynamodb")), run_id),
         allow_prereleases=settings.allow_prereleases,
         max_body_bytes=settings.max_webhook_body_bytes,
         max_release_age_hours=settings.max_release_age_hours,
     )
 
 
+def _image_never_came(store: Any, run_id: str) -> bool:
+    record = store.get_run(run_id) or {}
+    return record.get("status") == "FAILED" and str(record.get("failure_reason") or "").startswith("ImageNotFound")
