@@ -37,16 +37,28 @@ def cli(local, *args):
     return runner.invoke(app, ["--local", str(local.workdir), *args], catch_exceptions=False)
 
 
+def run_of(local, version: str) -> str:
+    """The run id of a demo dataset version (run ids carry a content hash: read them, do not build them)."""
+    runs = json.loads(cli(local, "runs", "--json").stdout)
+    (run_id,) = [r["run_id"] for r in runs if r.get("dataset_version") == version]
+    assert run_id.startswith(f"ds-shapes-{version}-")
+    return run_id
+
+
 def test_demo_trains_promotes_and_posts_to_slack(demo):
     settings, local, ok = demo
     assert ok, "the demo reported failure (see its output above)"
-    run = json.loads(cli(local, "run", "show", "ds-shapes-v1", "--json").stdout)
+    v1, v2 = run_of(local, "v1"), run_of(local, "v2")
+    run = json.loads(cli(local, "run", "show", v1, "--json").stdout)
     assert run["run"]["status"] == "PROMOTED" and run["execution_status"] == "SUCCEEDED"
     assert [s["name"] for s in run["states"]][:1] == ["ValidateDataset"]
     assert {"Train", "Evaluate", "Promote", "Notify"} <= {s["name"] for s in run["states"]}
     assert run["run"]["metrics"]["epoch"] == settings.epochs  # the demo's hyperparameters reached train.py
     texts = [json.dumps(m) for m in local.slack_messages]
-    assert any("ds-shapes-v1" in t and "promoted" in t.lower() for t in texts)
+    assert any(v1 in t and "promoted" in t.lower() for t in texts)
+    # Version 2 fine-tuned from version 1's champion (its best.pt under versions/), not from scratch.
+    second = json.loads(cli(local, "run", "show", v2, "--json").stdout)["run"]
+    assert second["base_weights"] == f"models/shapes/versions/{v1}/best.pt", second.get("base_weights")
     # The champion's model is in S3 where the workflow put it.
     champion = json.loads(cli(local, "champion", "shapes", "--json").stdout)["champion"]
     s3 = local.client("s3")
@@ -56,10 +68,10 @@ def test_demo_trains_promotes_and_posts_to_slack(demo):
 def test_cli_against_the_local_stack(demo):
     _settings, local, _ok = demo
     runs = json.loads(cli(local, "runs", "--json").stdout)
-    assert {r["run_id"] for r in runs} == {"ds-shapes-v1", "ds-shapes-v2"}
+    assert {r["dataset_version"] for r in runs} == {"v1", "v2"}
     assert all(r["status"] in ("PROMOTED", "KEPT") for r in runs)
 
-    logs = cli(local, "logs", "ds-shapes-v1")
+    logs = cli(local, "logs", run_of(local, "v1"))
     assert logs.exit_code == 0, logs.output
     assert "yoloops-metric epoch=1" in logs.stdout  # the training process's own stdout
 
@@ -73,7 +85,8 @@ def test_cli_against_the_local_stack(demo):
 def test_manual_promote_and_rollback_reach_slack(demo):
     _settings, local, _ok = demo
     before = json.loads(cli(local, "champion", "shapes", "--json").stdout)["champion"]["run_id"]
-    other = "ds-shapes-v1" if before == "ds-shapes-v2" else "ds-shapes-v2"
+    v1, v2 = run_of(local, "v1"), run_of(local, "v2")
+    other = v1 if before == v2 else v2
     seen = len(local.slack_messages)
 
     promoted = cli(local, "promote", other)
@@ -109,6 +122,6 @@ def test_dataset_push_wait_reports_the_outcome(demo, tmp_path):
     result = cli(local, "dataset", "push", str(data), "--name", "shapes", "--version", "v3", "--wait",
                  "--timeout", "240", "--json")
     out = json.loads(result.stdout)
-    assert out["run_id"] == "ds-shapes-v3" and out["execution_status"] == "SUCCEEDED"
+    assert out["run_id"].startswith("ds-shapes-v3-") and out["execution_status"] == "SUCCEEDED"
     assert out["run"]["status"] in ("PROMOTED", "KEPT")
     assert result.exit_code == 0, result.output

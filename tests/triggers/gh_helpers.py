@@ -41,15 +41,15 @@ def sign(body: bytes, secret: str = TEST_SECRET) -> str:
 
 
 def release_payload(action: str = "published", *, tag: str = TAG, body: str = "", draft: bool = False,
-                    prerelease: bool = False, repo: str = REPO) -> dict[str, Any]:
+                    prerelease: bool = False, repo: str = REPO, release_id: int = 187000001) -> dict[str, Any]:
     owner, name = repo.split("/")
     api = f"https://api.github.com/repos/{repo}"
     return {
         "action": action,
         "release": {
-            "url": f"{api}/releases/187000001",
+            "url": f"{api}/releases/{release_id}",
             "html_url": f"https://github.com/{repo}/releases/tag/{tag}",
-            "id": 187000001,
+            "id": release_id,
             "tag_name": tag,
             "target_commitish": "main",
             "name": f"{name} {tag}",

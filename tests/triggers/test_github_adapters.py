@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from gh_helpers import (
-    RELEASE_RUN_ID,
     TEST_SECRET,
+    WEBHOOK_RUN_ID,
     function_url_event,
     load_fixture,
     load_handler,
@@ -86,12 +86,12 @@ def test_signed_published_release_starts_one_execution_fast(stack):
     cold_ms = (time.perf_counter() - t0) * 1000
     assert response["statusCode"] == 202, response
     (execution,) = stack.executions()
-    assert execution["name"] == RELEASE_RUN_ID
+    assert execution["name"] == WEBHOOK_RUN_ID  # readable repo + tag, then hashes of the trigger and release.id
     started = json.loads(stack.sfn.describe_execution(executionArn=execution["executionArn"])["input"])
     assert started["dataset"] == {"name": "pallets", "version": "2026-11-20", "format": "dir"}
     assert started["image_tag"] == "v1.4.0"
 
-    warm = function_url_event(release_payload(tag="v1.4.5"), delivery="warm-delivery")
+    warm = function_url_event(release_payload(tag="v1.4.5", release_id=187000002), delivery="warm-delivery")
     t0 = time.perf_counter()
     assert stack.handler(warm, CONTEXT)["statusCode"] == 202
     warm_ms = (time.perf_counter() - t0) * 1000
@@ -106,7 +106,7 @@ def test_redelivery_and_new_delivery_of_same_release_start_nothing_more(stack):
     assert stack.handler(event, CONTEXT)["statusCode"] == 202
     # Same X-GitHub-Delivery: the idempotency record answers with the first response.
     again = stack.handler(load_fixture("github_release_published.json"), CONTEXT)
-    assert again["statusCode"] == 202 and json.loads(again["body"])["run_id"] == RELEASE_RUN_ID
+    assert again["statusCode"] == 202 and json.loads(again["body"])["run_id"] == WEBHOOK_RUN_ID
     # A fresh (unsigned) delivery id for the same signed publication: the same idempotency record answers.
     other = stack.handler(function_url_event(release_payload(), delivery="fresh-delivery"), CONTEXT)
     assert other["statusCode"] == 202 and json.loads(other["body"]) == json.loads(again["body"])
