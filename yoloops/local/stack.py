@@ -144,7 +144,10 @@ class LocalStack:
         self.deployment = deployer.deploy(self.template, params)
         self._push_training_image(str(params.get("TrainingImageTag") or "latest"))
         for spec in self.deployment.functions.values():
-            spec.environment.update({"SLACK_API_URL": f"{self.control_url}/slack-api/", **self.function_env})
+            # EMF metrics are stdout lines that CloudWatch Logs turns into metrics on AWS; in-process they would
+            # land in the demo's (or a CLI command's) own output, so they are off unless function_env says otherwise.
+            spec.environment.update({"SLACK_API_URL": f"{self.control_url}/slack-api/",
+                                     "POWERTOOLS_METRICS_DISABLED": "true", **self.function_env})
         self._fill_secrets()
         self._start_pollers()
         return self.deployment
