@@ -17,3 +17,21 @@ def create_runs_table(ddb, name: str = "runs") -> str:
                      GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"])
     return name
 
+
+
+AWS_CLI = ROOT / ".venv-awscli" / "bin" / "aws"
+
+
+def aws_cli(stack, *args: str, timeout: float = 120) -> str:
+    """Run the real `aws` CLI (its own venv, built by `make test`) against a local stack; its stdout."""
+    import os
+    import subprocess
+
+    import pytest
+
+    if not AWS_CLI.exists():
+        pytest.fail(f"the aws CLI is missing at {AWS_CLI}: `make test` installs it (target .venv-awscli)")
+    env = {**os.environ, "AWS_ENDPOINT_URL": stack.endpoint_url, "AWS_DEFAULT_REGION": stack.region,
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_PAGER": ""}
+    return subprocess.run([str(AWS_CLI), *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          check=True).stdout

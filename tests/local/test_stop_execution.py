@@ -7,18 +7,16 @@ CLI (its own virtual environment, see the Makefile), the outcome is read from Sl
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import support
 
 from yoloops.local import LocalStack, ScriptedTrainingBackend, complete
 from yoloops.synth import generate_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
-AWS_CLI = ROOT / ".venv-awscli" / "bin" / "aws"
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +30,7 @@ def stack(tmp_path_factory):
 
 
 def _aws(stack, *args: str) -> dict:
-    if not AWS_CLI.exists():
-        pytest.fail(f"the aws CLI is missing at {AWS_CLI}: `make test` installs it (target .venv-awscli)")
-    env = {**os.environ, "AWS_ENDPOINT_URL": stack.endpoint_url, "AWS_DEFAULT_REGION": stack.region,
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_PAGER": ""}
-    out = subprocess.run([str(AWS_CLI), *args, "--output", "json"], env=env, capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = support.aws_cli(stack, *args, "--output", "json", timeout=60)
     return json.loads(out) if out.strip() else {}
 
 

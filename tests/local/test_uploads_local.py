@@ -9,20 +9,19 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote_plus
 
 import pytest
+import support
 from boto3.s3.transfer import TransferConfig
 
 from yoloops.local import LocalStack, ScriptedTrainingBackend, complete
 from yoloops.synth import generate_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
-AWS_CLI = ROOT / ".venv-awscli" / "bin" / "aws"
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +41,7 @@ def roboflow(tmp_path_factory) -> Path:
     return root
 
 
-def aws(stack, *args: str) -> str:
-    if not AWS_CLI.exists():
-        pytest.fail(f"the aws CLI is missing at {AWS_CLI}: `make test` installs it (target .venv-awscli)")
-    env = {**os.environ, "AWS_ENDPOINT_URL": stack.endpoint_url, "AWS_DEFAULT_REGION": stack.region,
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_PAGER": ""}
-    return subprocess.run([str(AWS_CLI), *args], env=env, capture_output=True, text=True, timeout=120,
-                          check=True).stdout
+aws = support.aws_cli
 
 
 def executions(stack, prefix: str) -> list[dict]:
