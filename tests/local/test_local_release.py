@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import aws_cli
 from typer.testing import CliRunner
 
 from yoloops.cli import app
@@ -110,3 +111,46 @@ def test_republishing_after_the_image_never_came_starts_a_new_run(stack, tmp_pat
     result = json.loads(cli(stack, "local", "release", "v2.0.0", "--dataset", "late", "--json").stdout)
     assert result["status"] == 202 and result["run_id"] == first["run_id"] + "-r2"
     assert stack.wait_for_execution(result["execution_arn"], 90)["status"] == "SUCCEEDED"
+
+
+def _entered(stack, arn, state):
+    """Timestamps at which the execution entered `state`."""
+    sfn, events, token = stack.client("stepfunctions"), [], None
+    while True:
+        page = sfn.get_execution_history(executionArn=arn, **({"nextToken": token} if token else {}))
+        events += page["events"]
+        if not (token := page.get("nextToken")):
+            break
+    return [e["timestamp"] for e in events if e["type"].endswith("StateEntered")
+            and e.get("stateEnteredEventDetails", {}).get("name") == state]
+
+
+def test_an_image_pushed_while_the_run_waits_ends_the_wait_at_once(stack, tmp_path):
+    """CI pushes the image minutes after the release was published: training starts seconds after the push
+    (ECR's push event hands WaitForImage's token back), not at the next poll 5 minutes later."""
+    from yoloops.local.release import image_manifest
+
+    stack.reset(parameters={"ImagePollSeconds": "300", "ImageMaxPolls": "3"})
+    _push_dataset(stack, tmp_path, "early")
+    secret = stack.client("secretsmanager").get_secret_value(
+        SecretId=stack.outputs["GithubWebhookSecretArn"])["SecretString"]
+    status, body = deliver(stack.outputs["GithubWebhookUrl"], secret, release_event("v3.0.0", dataset="early"))
+    assert status == 202
+    arn = body["execution_arn"]
+    deadline = time.monotonic() + 30
+    while not _entered(stack, arn, "WaitForImage"):
+        assert time.monotonic() < deadline, "the run never started waiting for its image"
+        time.sleep(0.2)
+    time.sleep(1)  # the token is parked
+    assert len(_entered(stack, arn, "CheckImage")) == 1
+    # CI's push, with the aws CLI (what `docker push` amounts to for ECR: PutImage of the manifest).
+    stack.training.then(complete({"mAP50": 0.6, "mAP50-95": 0.4}))
+    pushed = time.monotonic()
+    aws_cli(stack, "ecr", "put-image", "--repository-name", stack.outputs["TrainingImageRepositoryName"],
+            "--image-tag", "v3.0.0", "--image-manifest", image_manifest("v3.0.0"))
+    desc = stack.wait_for_execution(arn, 90)
+    assert desc["status"] == "SUCCEEDED", stack.slack_messages[-1:]
+    checks = _entered(stack, arn, "CheckImage")
+    assert len(checks) == 2
+    assert time.monotonic() - pushed < 60  # the whole run, against a 300 s poll interval
+    assert (checks[1] - checks[0]).total_seconds() < 30

@@ -15,7 +15,8 @@ SET_IN_DOMAIN = {"github_webhook": "yoloops_core/github.py", "training_events": 
 # No single run to name: these handle many runs per invocation and log run_id per line instead.
 MANY_RUNS = {"s3_trigger": "an SQS batch of S3 events from many uploads",
              "watchdog": "a scheduled sweep over every run in flight",
-             "refresh_prices": "a scheduled price refresh, no run"}
+             "refresh_prices": "a scheduled price refresh, no run",
+             "image_pushed": "one push wakes every run waiting for that tag (run_id per line)"}
 
 
 def handlers() -> list[str]:

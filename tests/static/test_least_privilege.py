@@ -46,6 +46,8 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "ListModelPackages has no resource-level permissions",
     ("S3TriggerFunctionRole", "sqs:SendMessage*", "${UploadsQueue.QueueName}"):
         "SAM's SQSSendMessagePolicy (SendMessage and SendMessageBatch) on the one uploads queue",
+    ("Image*FunctionRole", "states:SendTaskSuccess", "*"):
+        "SendTask* have no resource-level permissions (a token only answers the task that issued it)",
     ("WatchdogFunctionRole", "states:*", "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
      ":execution:${TrainingStateMachine.Name}:*"):
         "executions of the one training state machine (the * is the execution name = run id)",
@@ -94,10 +96,18 @@ def test_no_crud_or_scan_or_batch_write(cfn):
     assert not found
 
 
-def test_delete_item_only_on_the_idempotency_table(cfn):
-    for role, actions, resources, _ in allow_statements(cfn):
-        if "dynamodb:DeleteItem" in actions:
-            assert resources == ["${IdempotencyTable.Arn}"], role
+def test_delete_item_only_on_the_idempotency_table_and_parked_image_waits(cfn):
+    """Run records, champions, sessions and the ledger are never deleted; parked image-wait tokens are
+    ephemeral, and a role may delete those items only (LeadingKeys)."""
+    deleters = set()
+    for role, actions, resources, condition in allow_statements(cfn):
+        if "dynamodb:DeleteItem" not in actions:
+            continue
+        deleters.add(role)
+        if resources != ["${IdempotencyTable.Arn}"]:
+            assert resources == ["${RunsTable.Arn}"], role
+            assert condition == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["IMAGEWAIT#*"]}}, role
+    assert {"ImageWaitFunctionRole", "ImagePushedFunctionRole"} <= deleters
 
 
 def test_state_machine_passes_only_the_training_role_to_sagemaker_and_has_list_tags(cfn):

@@ -31,6 +31,7 @@ class Active:
     lambdas: Any = None  # LambdaRuntime
     training: Any = None  # TrainingBackend
     execution_ended: Any = None  # callable(detail): a Step Functions execution reached a final status
+    image_pushed: Any = None  # callable(repository, tag, digest): PutImage succeeded
 
 
 ACTIVE = Active()
@@ -55,6 +56,7 @@ def install() -> None:
         _patch_sagemaker_api()
         _patch_sagemaker_stop_and_tags()
         _patch_sfn_status_events()
+        _patch_ecr_push_events()
         _installed = True
 
 
@@ -469,3 +471,24 @@ def _patch_sfn_status_events() -> None:
             log.exception("could not emit the execution status event of %s", ex.exec_arn)
 
     BaseExecutionWorkerCommunication.terminated = terminated
+
+
+# ------------------------------------------------------------------ ECR push -> EventBridge
+
+def _patch_ecr_push_events() -> None:
+    """ECR sends "ECR Image Action" (PUSH, SUCCESS) to EventBridge after each push; moto does not."""
+    from moto.ecr.models import ECRBackend
+
+    original = ECRBackend.put_image
+
+    def put_image(self, repository_name, image_manifest, image_tag, *args, **kwargs):
+        image = original(self, repository_name, image_manifest, image_tag, *args, **kwargs)
+        callback = ACTIVE.image_pushed
+        if callback is not None:
+            try:
+                callback(repository_name, image_tag, image.get_image_digest())
+            except Exception:  # events are best effort, as on AWS
+                log.exception("could not emit the push event of %s:%s", repository_name, image_tag)
+        return image
+
+    ECRBackend.put_image = put_image

@@ -116,6 +116,7 @@ class LocalStack:
         moto_patches.ACTIVE.lambdas = self.lambdas
         moto_patches.ACTIVE.training = self.training
         moto_patches.ACTIVE.execution_ended = self._emit_execution_event
+        moto_patches.ACTIVE.image_pushed = self._emit_image_pushed
         self.training.attach(self.client("s3"), self._emit_training_event, self.region)
         if hasattr(self.training, "logs_client"):
             self.training.logs_client = self.client("logs")
@@ -205,6 +206,7 @@ class LocalStack:
         moto_patches.ACTIVE.lambdas = None
         moto_patches.ACTIVE.training = None
         moto_patches.ACTIVE.execution_ended = None
+        moto_patches.ACTIVE.image_pushed = None
         for k, v in self._saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -355,6 +357,15 @@ class LocalStack:
             "Detail": json.dumps({k: v for k, v in detail.items() if v is not None}),
             "Resources": [detail["executionArn"]],
         }])
+
+    def _emit_image_pushed(self, repository: str, tag: str | None, digest: str) -> None:
+        """ECR Image Action (a completed push) -> EventBridge (default bus) -> matching rules."""
+        from moto.events.models import events_backends
+
+        detail = {"result": "SUCCESS", "repository-name": repository, "image-digest": digest,
+                  "action-type": "PUSH", **({"image-tag": tag} if tag else {})}
+        events_backends["123456789012"][self.region].put_events([{
+            "Source": "aws.ecr", "DetailType": "ECR Image Action", "Detail": json.dumps(detail), "Resources": []}])
 
     def _start_http(self) -> None:
         stack = self

@@ -79,7 +79,7 @@ class Settings(BaseModel):
 
     # GitHub release trigger.
     allow_prereleases: bool = False
-    image_poll_seconds: int = Field(30, ge=0)
+    image_poll_seconds: int = Field(30, ge=1)
     image_max_polls: int = Field(20, ge=1)
     max_webhook_body_bytes: int = Field(1_000_000, ge=1024)
     # A release published longer ago than this is refused (a captured signed delivery replayed later).

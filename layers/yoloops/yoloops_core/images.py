@@ -52,7 +52,8 @@ def repository_name(repository_uri: str) -> str:
     return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
 
 
-def _repository_uri(run: RunContext, configured: str) -> str:
+def run_repository_uri(run: RunContext, configured: str) -> str:
+    """The repository the run's image tag is pushed to: the stack's, else the one in its image URI."""
     if configured:
         return configured.rstrip("/")
     # Fall back to the repository part of the resolved image URI (`<repo uri>:<tag>`).
@@ -76,17 +77,12 @@ def check_image(payload: Any, *, ecr: ImageDescriber, repository_uri: str, max_p
     run, state = data.run, data.image
     if not run.image_tag:
         raise InvalidInput(f"run {run.run_id} has no image_tag to wait for")
-    repo_uri = _repository_uri(run, repository_uri)
+    repo_uri = run_repository_uri(run, repository_uri)
     repo = repository_name(repo_uri)
     image_uri = f"{repo_uri}:{run.image_tag}"
     log = {"run_id": run.run_id, "repository": repo, "tag": run.image_tag, "polls": state.polls}
-    try:
-        found = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": run.image_tag}])
-    except Exception as exc:  # botocore ClientError, matched by code so fakes need no botocore
-        if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ImageNotFoundException":
-            raise  # missing repository, access denied...: a real error for the Catch
-        found = {"imageDetails": []}
-    if not found.get("imageDetails"):
+    details = _image_details(ecr, repo, run.image_tag)
+    if not details:
         polls = state.polls + 1
         if polls >= max_polls:
             elapsed = _elapsed_s(run, now or utcnow())
@@ -99,10 +95,24 @@ def check_image(payload: Any, *, ecr: ImageDescriber, repository_uri: str, max_p
             raise ImageNotFound(message)
         logger.info("image not pushed yet", extra=log | {"polls": polls})
         return {"ready": False, "polls": polls, "image_uri": image_uri}
-    digest = _digest(found["imageDetails"], run.image_tag)
+    digest = _digest(details, run.image_tag)
     pinned = f"{repo_uri}@{digest}"
     logger.info("image ready", extra=log | {"digest": digest, "image_uri": pinned})
     return {"ready": True, "polls": state.polls + 1, "image_uri": pinned, "tag_uri": image_uri}
+
+
+def _image_details(ecr: ImageDescriber, repository: str, tag: str) -> list[dict[str, Any]]:
+    """DescribeImages of one tag; [] when the tag is not there yet."""
+    try:
+        return ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}]).get("imageDetails") or []
+    except Exception as exc:  # botocore ClientError, matched by code so fakes need no botocore
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ImageNotFoundException":
+            raise  # missing repository, access denied...: a real error for the Catch
+        return []
+
+
+def image_present(ecr: ImageDescriber, repository: str, tag: str) -> bool:
+    return bool(_image_details(ecr, repository, tag))
 
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -127,12 +137,7 @@ def pin_image(image_uri: str, stack_repository: str, ecr: ImageDescriber) -> str
         logger.warning("training image not pinned: not in the stack's repository", extra={"image_uri": image_uri})
         return image_uri
     repo = repository_name(repo_uri)
-    try:
-        found = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": tag}]).get("imageDetails") or []
-    except Exception as exc:
-        if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ImageNotFoundException":
-            raise
-        found = []
+    found = _image_details(ecr, repo, tag)
     if not found:
         raise ImageNotFound(f"no training image tagged {tag!r} in ECR repository {repo}: build and push it first "
                             f"(README, 'Image'; the container workflow pushes one per release tag), or set "

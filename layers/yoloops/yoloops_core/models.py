@@ -175,7 +175,7 @@ class RunContext(BaseModel):
     image_tag: str | None = None
     image_uri: str  # resolved training image (release runs: <ECR repo>:<tag>)
     needs_image_check: bool = False
-    image_poll_seconds: int = 30
+    image_poll_seconds: int = Field(30, ge=1)
     hyperparameters: dict[str, str] = Field(default_factory=dict)
     base_weights: str | None = None  # S3 key of the .pt the run starts from; None = the model YAML
     started_at: str  # ISO-8601 UTC
