@@ -6,6 +6,12 @@ synchronously with the SQS event shape, delete what succeeded, and leave what fa
 the whole batch; `batchItemFailures` with ReportBatchItemFailures: those records) to come back after a
 short visibility timeout, so the queue's RedrivePolicy moves poison messages to its DLQ. AWS waits the
 queue's VisibilityTimeout before a retry; locally only the order matters, so retries come back fast.
+
+The poller reads the queue in moto's backend (the stack's moto server runs in this process), as Lambda's
+poller fleet is AWS-internal too: moto scans the whole queue on every 10-message ReceiveMessage and every
+DeleteMessage, so draining a 10,000-object sync through the API costs O(n^2) scans (about 20 messages/s
+here). One receive of up to BatchSize messages and one delete pass per batch keep it linear; the
+messages, receive counts, visibility and redrive are moto's own.
 """
 
 from __future__ import annotations
@@ -37,9 +43,9 @@ class SqsMapping:
 class SqsPoller:
     """Polls one queue for one mapping until `stop()`."""
 
-    def __init__(self, mapping: SqsMapping, sqs: Any, runtime: Any, region: str):
+    def __init__(self, mapping: SqsMapping, queue: MotoQueue, runtime: Any, region: str):
         self.mapping = mapping
-        self.sqs = sqs
+        self.queue = queue
         self.runtime = runtime
         self.region = region
         self._stop = threading.Event()
@@ -59,9 +65,7 @@ class SqsPoller:
         return self._busy.is_set()
 
     def _receive(self, limit: int, wait: int) -> list[dict[str, Any]]:
-        return self.sqs.receive_message(
-            QueueUrl=self.mapping.queue_url, MaxNumberOfMessages=max(1, min(10, limit)), WaitTimeSeconds=wait,
-            AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+        return self.queue.receive(max(1, limit), wait)
 
     def _gather(self) -> list[dict[str, Any]]:
         m = self.mapping
@@ -121,16 +125,57 @@ class SqsPoller:
             failed = {str(i.get("itemIdentifier")) for i in items if isinstance(i, dict)}
             if failed - ids:  # an identifier that is not in the batch fails the whole batch (as in AWS)
                 failed = ids
-        done = [x for x in messages if x["MessageId"] not in failed]
-        for i in range(0, len(done), 10):
-            self.sqs.delete_message_batch(QueueUrl=m.queue_url, Entries=[
-                {"Id": str(n), "ReceiptHandle": x["ReceiptHandle"]} for n, x in enumerate(done[i:i + 10])])
+        self.queue.delete([x["ReceiptHandle"] for x in messages if x["MessageId"] not in failed])
         for x in messages:
             if x["MessageId"] in failed:
-                self.sqs.change_message_visibility(QueueUrl=m.queue_url, ReceiptHandle=x["ReceiptHandle"],
-                                                   VisibilityTimeout=m.retry_visibility_s)
+                self.queue.change_visibility(x["ReceiptHandle"], m.retry_visibility_s)
         if failed:
             log.warning("%s: %d of %d SQS records failed; they come back", m.function, len(failed), len(messages))
+
+
+class MotoQueue:
+    """One SQS queue in this process's moto backend: receive many, delete many, in one pass each."""
+
+    def __init__(self, queue_url: str, account: str = "123456789012", region: str = "us-east-1"):
+        from moto.sqs.models import sqs_backends
+
+        self.backend = sqs_backends[account][region]
+        self.name = queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+    def receive(self, limit: int, wait: int) -> list[dict[str, Any]]:
+        queue = self.backend.get_queue(self.name)
+        got = self.backend.receive_message(self.name, limit, wait, int(queue.visibility_timeout), ["All"])
+        return [self._shape(x) for x in got]
+
+    @staticmethod
+    def _shape(x: Any) -> dict[str, Any]:
+        """ReceiveMessage's response shape (AttributeNames=All), as the Lambda event builder reads it."""
+        return {
+            "MessageId": x.id, "ReceiptHandle": x.receipt_handle, "Body": x.body, "MD5OfBody": x.body_md5,
+            "MessageAttributes": dict(x.message_attributes or {}),
+            "Attributes": {"SenderId": x.sender_id, "SentTimestamp": str(x.sent_timestamp),
+                           "ApproximateReceiveCount": str(x.approximate_receive_count),
+                           "ApproximateFirstReceiveTimestamp": str(x.approximate_first_receive_timestamp)},
+        }
+
+    def delete(self, receipt_handles: list[str]) -> None:
+        if not receipt_handles:
+            return
+        queue = self.backend.get_queue(self.name)
+        wanted = set(receipt_handles)
+        # Under the lock moto's add_message appends with, so no message sent meanwhile is lost.
+        with queue._messages_lock:
+            kept = []
+            for message in queue._messages:
+                if message.receipt_handle in wanted:
+                    queue.pending_messages.discard(message)
+                    queue.deleted_messages.update(message.all_receipt_handles)
+                else:
+                    kept.append(message)
+            queue._messages = kept
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        self.backend.change_message_visibility(self.name, receipt_handle, seconds)
 
 
 def mapping_from_properties(props: dict[str, Any], function: str, queue_url: str) -> SqsMapping:

@@ -124,6 +124,20 @@ class LambdaRuntime:
                 return spec
         raise KeyError(f"function {name_or_arn!r} is not deployed in the local stack")
 
+    def cold_start(self) -> None:
+        """A new deployment: every function starts cold (handler modules and the per-container caches of
+        yoloops_core are rebuilt), as on AWS, where new code means new execution environments. Without it a
+        second stack in one process kept the first one's webhook wiring (its secret ARN, its endpoint)."""
+        from yoloops_core import github
+        from yoloops_core.aws import reset_clients
+        from yoloops_core.config import get_settings
+
+        with self._lock:
+            self._modules.clear()
+            reset_clients()
+            get_settings.cache_clear()
+            github.default_deps.cache_clear()
+
     # ------------------------------------------------------------ invocation
     def _load(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
         module_file, _, attr = spec.handler.rpartition(".")

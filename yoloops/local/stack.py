@@ -131,9 +131,8 @@ class LocalStack:
 
     def deploy(self) -> Deployment:
         import boto3
-        from yoloops_core.aws import reset_clients
 
-        reset_clients()  # clients and cached secrets point at the previous deployment otherwise
+        self.lambdas.cold_start()  # clients, secrets and wiring would point at the previous deployment otherwise
         params = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in self._template_parameters()}
         params.update(self.parameters)
         if self._session is None:
@@ -163,10 +162,10 @@ class LocalStack:
             register_image(self.client("ecr"), repo, tag)
 
     def _start_pollers(self) -> None:
-        from yoloops.local.event_sources import SqsPoller
+        from yoloops.local.event_sources import MotoQueue, SqsPoller
 
         self._stop_pollers()
-        self.sqs_pollers = [SqsPoller(m, self.client("sqs"), self.lambdas, self.region).start()
+        self.sqs_pollers = [SqsPoller(m, MotoQueue(m.queue_url, region=self.region), self.lambdas, self.region).start()
                             for m in (self.deployment.sqs_mappings if self.deployment else [])]
 
     def _stop_pollers(self) -> None:
