@@ -101,7 +101,9 @@ def test_manifest_upload_fires_the_trigger_and_the_run_reaches_slack(stack, tmp_
     assert result["status"] == "SUCCEEDED"
     assert any(run_id in json.dumps(m) for m in stack.slack_messages)
     # The SageMaker state-change events reached the TrainingEvents function through the EventBridge rule.
-    events = [i for i in stack.lambdas.invocations if i.source == "events"]
+    events = [i for i in stack.lambdas.invocations
+              if i.source == "events" and i.event.get("detail-type") == "SageMaker Training Job State Change"]
+    assert all("TrainingEvents" in e.function for e in events)
     assert {e.event["detail"]["SecondaryStatus"] for e in events} >= {"Starting", "Training", "Completed"}
     assert all(e.error is None for e in events)
     # The control endpoint shows what the Slack receiver got.
