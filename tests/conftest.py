@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,35 @@ def _isolated_aws(monkeypatch):
     yield
     reset_clients()
     get_settings.cache_clear()
+
+
+class _CurrentStdout:
+    """sys.stdout as it is at each write, not as it was when a handler was made."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture(autouse=True)
+def _powertools_logs_follow_capture():
+    """powertools binds its handler to the sys.stdout of the moment a service logger is first made and
+    keeps it for the process; under pytest that is one test's capture, closed once that test ends, so every
+    later function log line was lost ("I/O operation on closed file"). Point them at the live stdout."""
+
+    def repoint() -> None:
+        for logger in list(logging.Logger.manager.loggerDict.values()):
+            for handler in getattr(logger, "handlers", []):
+                if type(handler) is logging.StreamHandler and not isinstance(handler.stream, _CurrentStdout) \
+                        and handler.stream is not sys.stderr:
+                    with handler.lock:  # not setStream: it flushes the old stream, which may be closed
+                        handler.stream = _CurrentStdout()
+
+    repoint()
+    yield
+    repoint()
 
 
 def load_event(name: str) -> dict:

@@ -3,7 +3,10 @@ webhook over HTTP; a release whose image never came is re-published into a new r
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -154,3 +157,39 @@ def test_an_image_pushed_while_the_run_waits_ends_the_wait_at_once(stack, tmp_pa
     assert len(checks) == 2
     assert time.monotonic() - pushed < 60  # the whole run, against a 300 s poll interval
     assert (checks[1] - checks[0]).total_seconds() < 30
+
+
+def test_a_release_delivered_with_curl_trains_and_a_forged_one_is_refused(stack, tmp_path):
+    """The clients a team has: CI pushes with the aws CLI, GitHub's delivery is replayed with curl."""
+    from yoloops.local.release import image_manifest
+
+    curl = shutil.which("curl")
+    assert curl, "curl is needed on the PATH"
+    _push_dataset(stack, tmp_path, "curled")
+    aws_cli(stack, "ecr", "put-image", "--repository-name", stack.outputs["TrainingImageRepositoryName"],
+            "--image-tag", "v4.0.0", "--image-manifest", image_manifest("v4.0.0"))
+    secret = stack.client("secretsmanager").get_secret_value(
+        SecretId=stack.outputs["GithubWebhookSecretArn"])["SecretString"]
+    body = tmp_path / "release.json"
+    body.write_bytes(json.dumps(release_event("v4.0.0", dataset="curled")).encode())
+
+    def post(signature: str) -> tuple[int, dict]:
+        out = subprocess.run([curl, "-sS", "-X", "POST", "--data-binary", f"@{body}", "-w", "\n%{http_code}",
+                              "-H", "Content-Type: application/json", "-H", "X-GitHub-Event: release",
+                              "-H", f"X-GitHub-Delivery: curl-{signature[-8:]}",
+                              "-H", f"X-Hub-Signature-256: {signature}", stack.outputs["GithubWebhookUrl"]],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        text, _, code = out.rpartition("\n")
+        return int(code), (json.loads(text) if text.strip().startswith("{") else {"body": text})
+
+    forged = "sha256=" + hmac.new(b"not-the-secret", body.read_bytes(), hashlib.sha256).hexdigest()
+    assert post(forged)[0] == 401
+    assert not _runs(stack, "gh-local-yoloops-v4-0-0-")  # a forged delivery starts nothing
+    stack.training.then(complete({"mAP50": 0.6, "mAP50-95": 0.4}))
+    status, answer = post("sha256=" + hmac.new(secret.encode(), body.read_bytes(), hashlib.sha256).hexdigest())
+    assert status == 202 and answer["started"], answer
+    assert stack.wait_for_execution(answer["execution_arn"], 90)["status"] == "SUCCEEDED", stack.slack_messages[-1:]
+    job = stack.training.jobs[f"{answer['run_id']}-a1"]
+    digest = stack.client("ecr").describe_images(repositoryName=stack.outputs["TrainingImageRepositoryName"],
+                                                 imageIds=[{"imageTag": "v4.0.0"}])["imageDetails"][0]["imageDigest"]
+    assert job.request["AlgorithmSpecification"]["TrainingImage"].endswith("@" + digest)

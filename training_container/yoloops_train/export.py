@@ -64,7 +64,10 @@ def _runner(fmt: str, path: Path):
     if fmt == "openvino":
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(next(path.glob("*.xml"))), "CPU")
+        # f32, as exported: by default the CPU plugin drops to bf16 where the CPU has it (AVX512-BF16, AMX),
+        # which moves box coordinates by ~0.1 px and would make the check against best.pt depend on the host.
+        compiled = ov.Core().compile_model(str(next(path.glob("*.xml"))), "CPU",
+                                           {"INFERENCE_PRECISION_HINT": "f32"})
         return lambda x: np.asarray(compiled(x)[0])
     import torch
 
@@ -182,7 +185,9 @@ letterboxed (pad 114). Trained on dataset version `{m['training_data']['dataset_
 - **ONNX** (opset {m['formats']['onnx']['opset']}, fixed input): `onnxruntime.InferenceSession("model.onnx")`; input
   `images` 1x3x{s}x{s}; output 1x(4+{m['num_classes']})xN boxes (cx, cy, w, h, class scores), NMS not included.
 - **OpenVINO IR**: `openvino.Core().compile_model("model_openvino_model/best.xml", "CPU")` (or `"GPU"`/`"NPU"`
-  on Intel hardware); same input and output as ONNX.
+  on Intel hardware); same input and output as ONNX. The latency above is f32; on CPUs with BF16 the plugin
+  defaults to bf16 (faster, boxes within a fraction of a pixel): pass `{{"INFERENCE_PRECISION_HINT": "f32"}}`
+  for exactly what `best.pt` computes.
 - **TorchScript**: `torch.jit.load("model.torchscript")`, call it on a 1x3x{s}x{s} tensor; same output.
 
 ## TensorRT (Jetson and other NVIDIA targets): build the engine on the device

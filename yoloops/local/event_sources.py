@@ -78,10 +78,10 @@ class SqsPoller:
         while len(messages) < m.batch_size and size < MAX_PAYLOAD_BYTES and not self._stop.is_set():
             if time.monotonic() >= deadline:
                 break
+            # Poll at intervals, not in a tight loop: each receive scans the queue once, so a sync that adds a
+            # message at a time would otherwise cost one scan per message.
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
             more = self._receive(m.batch_size - len(messages), 0)
-            if not more:
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-                continue
             messages += more
             size += sum(len(x["Body"]) for x in more)
         return messages
