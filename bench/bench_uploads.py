@@ -88,7 +88,8 @@ def main() -> int:
             runs = sfn.list_executions(stateMachineArn=sm)["executions"]
             invocations = [i for i in stack.lambdas.invocations if i.source == "sqs"]
             batches = [len(i.event["Records"]) for i in invocations]
-            print(f"trigger invocations   : {len(invocations)} (SQS batch sizes {batches})")
+            print(f"trigger invocations   : {len(invocations)} (SQS batch sizes {batches}, "
+                  f"seconds {[round(i.duration_ms / 1000, 1) for i in invocations]})")
             print(f"executions started    : {len(runs)} ({', '.join(r['name'] for r in runs)})")
             print(f"last object -> StartExecution: {(started - last_put).total_seconds():.1f}s "
                   f"(UploadQuietSeconds {args.quiet}, batch window {args.window})")

@@ -33,29 +33,33 @@ def _isolated_aws(monkeypatch):
     get_settings.cache_clear()
 
 
-class _CurrentStdout:
-    """sys.stdout as it is at each write, not as it was when a handler was made."""
+class _ProcessStdout:
+    """The process's stdout (file descriptor 1, which pytest's fd capture redirects per test), flushed at
+    every line so no line lands in a later test's capture. Not sys.stdout: a CLI under CliRunner swaps that
+    for its own output, and a function's log line is not the CLI's output."""
 
     def write(self, text: str) -> int:
-        return sys.stdout.write(text)
+        written = sys.__stdout__.write(text)
+        sys.__stdout__.flush()
+        return written
 
     def flush(self) -> None:
-        sys.stdout.flush()
+        sys.__stdout__.flush()
 
 
 @pytest.fixture(autouse=True)
 def _powertools_logs_follow_capture():
     """powertools binds its handler to the sys.stdout of the moment a service logger is first made and
     keeps it for the process; under pytest that is one test's capture, closed once that test ends, so every
-    later function log line was lost ("I/O operation on closed file"). Point them at the live stdout."""
+    later function log line was lost ("I/O operation on closed file"). Point them at the process's stdout."""
 
     def repoint() -> None:
         for logger in list(logging.Logger.manager.loggerDict.values()):
             for handler in getattr(logger, "handlers", []):
-                if type(handler) is logging.StreamHandler and not isinstance(handler.stream, _CurrentStdout) \
+                if type(handler) is logging.StreamHandler and not isinstance(handler.stream, _ProcessStdout) \
                         and handler.stream is not sys.stderr:
                     with handler.lock:  # not setStream: it flushes the old stream, which may be closed
-                        handler.stream = _CurrentStdout()
+                        handler.stream = _ProcessStdout()
 
     repoint()
     yield

@@ -46,7 +46,7 @@ def test_the_paths_point_at_the_run_id_of_a_real_fixture():
         assert isinstance(found, str) and found.startswith(("ds-", "gh-", "cli-")), (name, found)
 
 
-def test_a_training_event_logs_with_its_run_as_correlation_id(capsys):
+def test_a_training_event_logs_with_its_run_as_correlation_id(capfd):
     import sys
 
     sys.path.insert(0, str(ROOT / "tests" / "triggers"))
@@ -56,7 +56,7 @@ def test_a_training_event_logs_with_its_run_as_correlation_id(capsys):
 
     parent = Logger(service=training_events.logger.service)  # what the handler module creates
     Harness()(training_event(f"{RELEASE_RUN_ID}-a1", "InProgress", "Training", ["Starting", "Training"]))
-    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith("{")]
     recorded = [line for line in lines if line.get("message") == "training transition recorded"]
     assert recorded and all(line.get("correlation_id") == RELEASE_RUN_ID for line in recorded)
     parent.set_correlation_id(None)

@@ -51,6 +51,7 @@ def install() -> None:
         _patch_lambda_invoke()
         _patch_s3_notifications()
         _patch_s3_multipart_events()
+        _patch_sqs_message_cost()
         _patch_sns_lambda()
         _patch_events_lambda()
         _patch_sagemaker_api()
@@ -267,6 +268,36 @@ def _patch_s3_multipart_events() -> None:
 
     notifications.send_event = send_event
     models.S3Backend.complete_multipart_upload = complete_multipart_upload
+
+
+def _patch_sqs_message_cost() -> None:
+    """moto 5.2.5 reads a queue's attributes for one flag or setting on every message it sends
+    (ContentBasedDeduplication) and on every message it receives (MessageRetentionPeriod), and building
+    those attributes counts the queue's messages three times. A 10,000-object sync then costs O(n^2):
+    17 s to send and 56 s to receive 1,000 S3 events, hours for 10,000. Inside SendMessage and
+    ReceiveMessage the counts read 0; GetQueueAttributes still counts for real."""
+    from moto.sqs import models
+
+    inside = threading.local()
+    for name in ("approximate_number_of_messages", "approximate_number_of_messages_delayed",
+                 "approximate_number_of_messages_not_visible"):
+        count = getattr(models.Queue, name).fget
+        setattr(models.Queue, name, property(lambda self, count=count: 0 if getattr(inside, "active", False)
+                                             else count(self)))
+
+    def without_counts(method):
+        def wrapper(self, *args, **kwargs):
+            outer = getattr(inside, "active", False)
+            inside.active = True
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                inside.active = outer
+
+        return wrapper
+
+    models.SQSBackend.send_message = without_counts(models.SQSBackend.send_message)
+    models.SQSBackend.receive_message = without_counts(models.SQSBackend.receive_message)
 
 
 def _iso_ms(ts: datetime | None = None) -> str:
