@@ -42,7 +42,7 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=2, help="UploadBatchWindowSeconds of the local stack")
     parser.add_argument("--workers", type=int, default=16, help="parallel PUTs (aws s3 sync uses 10)")
     parser.add_argument("--repeat", type=int, default=3, help="validation/listing repetitions")
-    parser.add_argument("--http", action="store_true", help="PUT every object over HTTP (slow under moto)")
+    parser.add_argument("--http", action="store_true", help="PUT every object over HTTP, as a sync does (about 80 s for 10,000 here)")
     args = parser.parse_args()
 
     from yoloops_core.dataset import LABEL_SAMPLE, validate_s3_dataset
@@ -68,7 +68,7 @@ def main() -> int:
                                   files.items()))
             else:
                 # Straight into moto's S3 backend: the same ObjectCreated:Put events reach the queue, without
-                # 10,000 HTTP round trips through one GIL (minutes here, and not what is measured).
+                # 10,000 HTTP round trips through one GIL (about 80 s here; --http measures that way).
                 from moto.s3.models import s3_backends
 
                 backend = s3_backends["123456789012"]["aws"]
