@@ -42,7 +42,8 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=2, help="UploadBatchWindowSeconds of the local stack")
     parser.add_argument("--workers", type=int, default=16, help="parallel PUTs (aws s3 sync uses 10)")
     parser.add_argument("--repeat", type=int, default=3, help="validation/listing repetitions")
-    parser.add_argument("--http", action="store_true", help="PUT every object over HTTP, as a sync does (about 80 s for 10,000 here)")
+    parser.add_argument("--http", action="store_true",
+                        help="PUT every object over HTTP, as a sync does (about 80 s for 10,000 here)")
     args = parser.parse_args()
 
     from yoloops_core.dataset import LABEL_SAMPLE, validate_s3_dataset
