@@ -44,7 +44,7 @@ def _wait(predicate, timeout: float = 60.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_stop_execution_stops_the_job_closes_the_run_and_tells_slack(stack, tmp_path):
+def test_stop_execution_stops_the_job_closes_the_run_and_tells_slack(stack, tmp_path, monkeypatch):
     from yoloops_core.dataset.manifest import build_manifest
 
     root = tmp_path / "ds"
@@ -62,6 +62,14 @@ def test_stop_execution_stops_the_job_closes_the_run_and_tells_slack(stack, tmp_
     sm_arn = stack.outputs["TrainingStateMachineArn"]
     execution_arn = sm_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
 
+    # A busy host: the execution's worker polls the job only every few seconds. StopExecution must still
+    # return with the execution ABORTED, as on AWS (CI once read RUNNING right after the stop).
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback,
+    )
+
+    monkeypatch.setattr(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", 4.0)
+    time.sleep(1.0)  # the worker is now in a long poll
     _aws(stack, "stepfunctions", "stop-execution", "--execution-arn", execution_arn,
          "--error", "UserStopped", "--cause", "stopped from the aws CLI")
 

@@ -57,6 +57,7 @@ def install() -> None:
         _patch_sagemaker_api()
         _patch_sagemaker_stop_and_tags()
         _patch_sfn_status_events()
+        _patch_sfn_stop_is_synchronous()
         _patch_ecr_push_events()
         _installed = True
 
@@ -502,6 +503,39 @@ def _patch_sfn_status_events() -> None:
             log.exception("could not emit the execution status event of %s", ex.exec_arn)
 
     BaseExecutionWorkerCommunication.terminated = terminated
+
+
+def _patch_sfn_stop_is_synchronous() -> None:
+    """StopExecution returns with the execution ABORTED, as on AWS (a DescribeExecution right after sees it).
+
+    moto only flags the program as stopped; its worker thread notices at its next poll and writes the
+    status later, so under load `aws stepfunctions describe-execution` after a stop still said RUNNING.
+    """
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
+    original_stop = Execution.stop
+    original_reflect = BaseExecutionWorkerCommunication._reflect_execution_status
+
+    def stop(self, stop_date, error, cause) -> None:
+        original_stop(self, stop_date=stop_date, error=error, cause=cause)
+        worker = self.exec_worker
+        stopped = worker is not None and worker.env is not None and isinstance(worker.env.program_state(), ProgramStopped)
+        if stopped and self.exec_status == ExecutionStatus.RUNNING:
+            self.exec_status, self.stop_date = ExecutionStatus.ABORTED, stop_date
+            self.error, self.cause = error, cause
+
+    def reflect(self) -> None:
+        # The worker reflects the same stop later: keep the stop date (and error, cause) StopExecution set.
+        ex = self.execution
+        kept = (ex.stop_date, ex.error, ex.cause) if ex.exec_status == ExecutionStatus.ABORTED else None
+        original_reflect(self)
+        if kept and ex.exec_status == ExecutionStatus.ABORTED:
+            ex.stop_date, ex.error, ex.cause = kept
+
+    Execution.stop = stop
+    BaseExecutionWorkerCommunication._reflect_execution_status = reflect
 
 
 # ------------------------------------------------------------------ ECR push -> EventBridge
