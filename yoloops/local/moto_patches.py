@@ -12,6 +12,7 @@ Everything is routed through `ACTIVE`, the runtime of the local stack that is up
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -246,29 +247,38 @@ def _patch_s3_notifications() -> None:
     notifications._invoke_awslambda = _invoke_awslambda
 
 
+def _flagged_while_running(method: Callable, flag: threading.local) -> Callable:
+    """`method`, with `flag.active` True in the calling thread while it runs (the outer value restored after),
+    so a patched function deeper down can tell it was reached from inside `method`."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        outer = getattr(flag, "active", False)
+        flag.active = True
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            flag.active = outer
+
+    return wrapper
+
+
 def _patch_s3_multipart_events() -> None:
     """S3 sends one ObjectCreated:CompleteMultipartUpload per completed upload; moto 5.2.5 also sends an
     ObjectCreated:Put (its completion goes through put_object), which S3 never does."""
     from moto.s3 import models, notifications
 
-    original_complete = models.S3Backend.complete_multipart_upload
     original_send = notifications.send_event
-    completing = threading.local()
+    completing = threading.local()  # .active while a CompleteMultipartUpload runs in this thread
 
     def send_event(account_id, event_name, bucket, key):
         if getattr(completing, "active", False) and event_name == notifications.S3NotificationEvent.OBJECT_CREATED_PUT_EVENT:
             return None
         return original_send(account_id, event_name, bucket, key)
 
-    def complete_multipart_upload(self, *args, **kwargs):
-        completing.active = True
-        try:
-            return original_complete(self, *args, **kwargs)
-        finally:
-            completing.active = False
-
     notifications.send_event = send_event
-    models.S3Backend.complete_multipart_upload = complete_multipart_upload
+    models.S3Backend.complete_multipart_upload = _flagged_while_running(
+        models.S3Backend.complete_multipart_upload, completing)
 
 
 def _patch_sqs_message_cost() -> None:
@@ -286,19 +296,8 @@ def _patch_sqs_message_cost() -> None:
         setattr(models.Queue, name, property(lambda self, count=count: 0 if getattr(inside, "active", False)
                                              else count(self)))
 
-    def without_counts(method):
-        def wrapper(self, *args, **kwargs):
-            outer = getattr(inside, "active", False)
-            inside.active = True
-            try:
-                return method(self, *args, **kwargs)
-            finally:
-                inside.active = outer
-
-        return wrapper
-
-    models.SQSBackend.send_message = without_counts(models.SQSBackend.send_message)
-    models.SQSBackend.receive_message = without_counts(models.SQSBackend.receive_message)
+    models.SQSBackend.send_message = _flagged_while_running(models.SQSBackend.send_message, inside)
+    models.SQSBackend.receive_message = _flagged_while_running(models.SQSBackend.receive_message, inside)
 
 
 def _iso_ms(ts: datetime | None = None) -> str:
@@ -521,7 +520,8 @@ def _patch_sfn_stop_is_synchronous() -> None:
     def stop(self, stop_date, error, cause) -> None:
         original_stop(self, stop_date=stop_date, error=error, cause=cause)
         worker = self.exec_worker
-        stopped = worker is not None and worker.env is not None and isinstance(worker.env.program_state(), ProgramStopped)
+        stopped = (worker is not None and worker.env is not None
+                   and isinstance(worker.env.program_state(), ProgramStopped))
         if stopped and self.exec_status == ExecutionStatus.RUNNING:
             self.exec_status, self.stop_date = ExecutionStatus.ABORTED, stop_date
             self.error, self.cause = error, cause
