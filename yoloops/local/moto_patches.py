@@ -524,15 +524,14 @@ def _patch_sfn_stop_is_synchronous() -> None:
                    and isinstance(worker.env.program_state(), ProgramStopped))
         if stopped and self.exec_status == ExecutionStatus.RUNNING:
             self.exec_status, self.stop_date = ExecutionStatus.ABORTED, stop_date
-            self.error, self.cause = error, cause
 
     def reflect(self) -> None:
-        # The worker reflects the same stop later: keep the stop date (and error, cause) StopExecution set.
+        # The worker reflects the same stop later: keep the stop date StopExecution set.
         ex = self.execution
-        kept = (ex.stop_date, ex.error, ex.cause) if ex.exec_status == ExecutionStatus.ABORTED else None
+        stopped_at = ex.stop_date if ex.exec_status == ExecutionStatus.ABORTED else None
         original_reflect(self)
-        if kept and ex.exec_status == ExecutionStatus.ABORTED:
-            ex.stop_date, ex.error, ex.cause = kept
+        if stopped_at and ex.exec_status == ExecutionStatus.ABORTED:
+            ex.stop_date = stopped_at
 
     Execution.stop = stop
     BaseExecutionWorkerCommunication._reflect_execution_status = reflect
