@@ -4,18 +4,22 @@ tests/conftest.py owns that module name)."""
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 from PIL import Image
 
 
-def _png() -> bytes:
+def png(tag: str = "") -> bytes:
+    """A 4x4 PNG whose bytes differ per tag: distinct images, as a real dataset has (equal bytes in val and
+    train are a leak the validator reports)."""
+    shade = zlib.crc32(tag.encode()) & 0xFFFFFF
     buf = io.BytesIO()
-    Image.new("RGB", (4, 4), (200, 30, 30)).save(buf, format="PNG")
+    Image.new("RGB", (4, 4), (shade >> 16, (shade >> 8) & 0xFF, shade & 0xFF)).save(buf, format="PNG")
     return buf.getvalue()
 
 
-PNG = _png()
+PNG = png()
 BOX = "0 0.5 0.5 0.2 0.2\n"
 POLY = "1 0.1 0.1 0.9 0.1 0.5 0.9\n"
 
@@ -33,7 +37,7 @@ def ultralytics_dataset(root: Path, *, train: int = 4, val: int = 2, label: str 
     write(root, "data.yaml", yaml_text or "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: cat\n  1: dog\n")
     for split, n in (("train", train), ("val", val)):
         for i in range(n):
-            write(root, f"images/{split}/img{i}.png", PNG)
+            write(root, f"images/{split}/img{i}.png", png(f"{split}/{i}"))
             write(root, f"labels/{split}/img{i}.txt", label)
     return root
 
@@ -44,7 +48,7 @@ def roboflow_dataset(root: Path, *, train: int = 3, val: int = 2, label: str = B
                              "nc: 2\nnames: ['cat', 'dog']\n")
     for split, n in (("train", train), ("valid", val), ("test", 1)):
         for i in range(n):
-            write(root, f"{split}/images/{split}_{i}.jpg", PNG)
+            write(root, f"{split}/images/{split}_{i}.jpg", png(f"{split}/{i}"))
             write(root, f"{split}/labels/{split}_{i}.txt", label)
     write(root, "README.roboflow.txt", "exported\n")
     return root

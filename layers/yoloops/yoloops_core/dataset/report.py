@@ -55,6 +55,11 @@ class DatasetReport(BaseModel):
     problem_counts: dict[str, int] = Field(default_factory=dict)
     files: int = 0
     bytes: int = 0
+    # Images of val/test that are also train images (same path or same content): split -> count.
+    overlap_with_train: dict[str, int] = Field(default_factory=dict)
+    # split -> {image path: fingerprint}: the version's content record (runs/<run id>/data_index.json).
+    # Not dumped: it can be large, and the report rides along the workflow state.
+    index: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
 
     @computed_field  # in model_dump, so the notification (outcomes._report_text) carries it
     @property

@@ -20,6 +20,7 @@ Training gets the zip as the channel and the container extracts it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -44,6 +45,17 @@ MAX_READ_WORKERS = 32
 class FileEntry:
     path: str  # relative to the source root, "/"-separated
     size: int
+    # What the listing says of the bytes, without reading them: "md5:<hex>" (a single-part S3 ETag, or
+    # hashed locally), "etag:<multipart ETag>", "crc32:<hex>-<size>" (zip). "" when unknown. Equal
+    # fingerprints mean equal content (the leakage checks compare them).
+    fingerprint: str = ""
+
+
+def etag_fingerprint(etag: str) -> str:
+    etag = etag.strip('"')
+    if not etag:
+        return ""
+    return f"etag:{etag}" if "-" in etag else f"md5:{etag}"
 
 
 class DatasetSource(Protocol):
@@ -86,6 +98,18 @@ def _is_missing(exc: Exception) -> bool:
 
 # ---------------------------------------------------------------- local directory
 
+def _md5_fingerprint(path: Path) -> str:
+    """The md5 S3 would give the same bytes as ETag (single part), so local and uploaded copies compare."""
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return f"md5:{digest.hexdigest()}"
+
+
 class LocalDirSource:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -102,7 +126,7 @@ class LocalDirSource:
                     size = full.stat().st_size
                 except OSError:
                     size = -1  # broken link etc.: reported as unreadable if it matters
-                out.append(FileEntry(full.relative_to(self.root).as_posix(), size))
+                out.append(FileEntry(full.relative_to(self.root).as_posix(), size, _md5_fingerprint(full)))
         return sorted(out, key=lambda e: e.path)
 
     def read_files(self, paths: Iterable[str]) -> dict[str, bytes | Exception]:
@@ -160,7 +184,7 @@ class S3PrefixSource:
                 rel = obj["Key"][len(self.prefix):]
                 if not rel or rel.endswith("/"):
                     continue  # "folder" marker objects
-                entry = FileEntry(rel, int(obj["Size"]))
+                entry = FileEntry(rel, int(obj["Size"]), etag_fingerprint(str(obj.get("ETag", ""))))
                 out.append(entry)
                 if is_text_candidate(rel, entry.size):
                     waiting.append((rel, entry.size, str(obj.get("ETag", ""))))
@@ -343,7 +367,7 @@ class ZipSource:
         self._infos = {i.filename: i for i in infos}
         if not infos:
             raise DatasetNotFound(f"{self.description} has no files")
-        return [FileEntry(i.filename, i.file_size) for i in infos]
+        return [FileEntry(i.filename, i.file_size, f"crc32:{i.CRC:08x}-{i.file_size}") for i in infos]
 
     def read_files(self, paths: Iterable[str]) -> dict[str, bytes | Exception]:
         result: dict[str, bytes | Exception] = {}

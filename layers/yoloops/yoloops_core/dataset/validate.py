@@ -26,6 +26,7 @@ from yoloops_core.dataset.layouts import (
     detect_layout,
     split_key,
 )
+from yoloops_core.dataset.leakage import PICKLE_SUFFIXES, check_overlap, check_pickles
 from yoloops_core.dataset.manifest import MANIFEST_NAME
 from yoloops_core.dataset.report import AutoSplit, DatasetReport, ProblemCollector, SplitStats
 from yoloops_core.dataset.sources import DatasetNotFound, DatasetSource
@@ -36,7 +37,7 @@ REQUIRED_SPLITS = ("train", "val")
 MOSTLY_BACKGROUND = 0.5  # warn when more than half of a split has no labels
 # Files a dataset folder commonly carries that are neither images nor labels: not worth a warning.
 IGNORED_NAMES = frozenset({".ds_store", "thumbs.db", "readme", "readme.md", "readme.txt", "readme.roboflow.txt",
-                           "license", "license.txt", "classes.txt", "labels.cache"})
+                           "license", "license.txt", "classes.txt"})
 
 
 def img2label(path: str) -> str:
@@ -46,6 +47,12 @@ def img2label(path: str) -> str:
         head, tail = p.rsplit("/images/", 1)
         p = f"{head}/labels/{tail}"
     return p[1:].rsplit(".", 1)[0] + ".txt"
+
+
+def _reported_elsewhere(path: str) -> bool:
+    """Commonly carried files (no warning) and pickles (their own warning, leakage.check_pickles)."""
+    name = posixpath.basename(path).lower()
+    return name in IGNORED_NAMES or name.endswith(PICKLE_SUFFIXES)
 
 
 def _stem(path: str) -> str:
@@ -115,6 +122,10 @@ def validate_source(source: DatasetSource, *, val_fraction: float = DEFAULT_VAL_
 
     _check_images_and_labels(splits, index, source, names, problems, report, label_sample)
     _check_manifest(index, source, problems)
+    fingerprints = {e.path: e.fingerprint for e in entries}
+    report.index = {s.name: {p: fingerprints.get(p, "") for p in s.images} for s in splits}
+    check_overlap(report.index, report, problems)
+    check_pickles(sorted(fingerprints), problems, key)
     report.splits = {s.name: s.stats for s in splits}
     for s in splits:
         if s.stats.images == 0:
@@ -201,7 +212,7 @@ def _resolve_split(name: str, value: Any, root: str, index: Index, source: Datas
                 ext = suffix(path)
                 if ext in IMAGE_SUFFIXES:
                     split.images.append(path)
-                elif ext != "txt" and posixpath.basename(path).lower() not in IGNORED_NAMES:
+                elif ext != "txt" and not _reported_elsewhere(path):
                     # .txt next to images are labels (no /images/ dir) and are checked with them.
                     problems.warning("unknown_extension", f"not an image format YOLO reads (.{ext})",
                                      source.key_for(path))
@@ -277,7 +288,7 @@ def _check_images_and_labels(splits: list[_Split], index: Index, source: Dataset
             if posixpath.dirname(path) != d or path in owned:
                 continue
             if suffix(path) != "txt":
-                if posixpath.basename(path).lower() not in IGNORED_NAMES:
+                if not _reported_elsewhere(path):
                     problems.warning("unknown_extension", f"unexpected file in a label folder (.{suffix(path)})",
                                      key(path))
             else:
