@@ -1,5 +1,7 @@
 """CLI side of models: pretrained weights in, champion bundles out, and champion changes by hand.
 
+A layer above yoloops.client (it takes a Stack); client never imports it.
+
 The same yoloops_core functions the Promote step uses (bundle copy, repair, registry approvals) run
 here with the CLI's clients, so a manual promote or rollback leaves champion/, the record and the
 Model Registry agreeing exactly as an automatic promotion does.
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from yoloops_core.models import EventType, RunStatus
 
 from yoloops.client import CliError, NotFound, Stack
 
@@ -121,3 +125,61 @@ def repair(stack: Stack, dataset: str) -> dict[str, Any]:
     stack.require_champion(dataset)
     return repair_champion(dataset, stack.store, stack.client("s3"), bucket=stack.bucket,
                            registry=registry_for(stack), sleep=lambda _s: None)
+
+
+# ---------------------------------------------------------------- champion changes by hand
+
+def promote(stack: Stack, run_id: str, user: str) -> dict[str, Any]:
+    """Make a finished run the champion of its dataset (manual override): recorded and notified."""
+    run = stack.get_run(run_id)
+    dataset = run.get("dataset")
+    if not dataset:
+        raise CliError(f"run {run_id} has no dataset")
+    status = run.get("status")
+    if status not in (RunStatus.PROMOTED, RunStatus.KEPT) or not run.get("metrics"):
+        raise CliError(f"run {run_id} is {status}: only a finished run with a model (PROMOTED or KEPT) can be promoted")
+    previous = stack.get_champion(dataset)
+    check_model_files(stack, {**run, "dataset": dataset})
+    model_key = f"models/{dataset}/versions/{run_id}/best.pt"
+    metric = previous.get("metric") if previous else None
+    metric = metric or stack.parameter("PromotionMetric") or "mAP50-95"
+    metrics = _floats(run.get("metrics"))
+    champion = stack.store.set_champion_manually(
+        dataset, run_id, metric, metrics.get(metric), metrics, model_key, actor=user)
+    # The whole bundle to champion/, registry approvals to match (yoloops_core.promote).
+    publish_champion(stack, dataset, run)
+    was = previous.get("run_id") if previous else None
+    stack.notify(EventType.MANUAL_PROMOTE, dataset, run_id,
+                 f"{user} made {run_id} the champion of {dataset} by hand (was {was or 'none'}).",
+                 metrics=metrics, version=run.get("dataset_version"))
+    return {"dataset": dataset, "champion": champion, "previous_run_id": was}
+
+
+def rollback(stack: Stack, dataset: str, user: str) -> dict[str, Any]:
+    """Put the previous champion of a dataset back: recorded and notified."""
+    current = stack.require_champion(dataset)
+    if not current.get("previous_run_id"):
+        raise CliError(f"dataset {dataset!r}: champion {current.get('run_id')} has no previous champion to roll back to")
+    from yoloops_core.store import StoreError
+
+    try:
+        champion = stack.store.rollback_champion(dataset, actor=user)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    restored = champion.get("run_id")
+    if restored:
+        publish_champion(stack, dataset, stack.get_run(restored))
+    stack.notify(EventType.ROLLBACK, dataset, restored,
+                 f"{user} rolled {dataset} back from {current.get('run_id')} to {restored}.",
+                 metrics=_floats(champion.get("metrics")))
+    return {"dataset": dataset, "champion": champion, "rolled_back_run_id": current.get("run_id")}
+
+
+def _floats(metrics: Any) -> dict[str, float]:
+    out = {}
+    for k, v in (metrics or {}).items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out

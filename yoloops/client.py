@@ -29,7 +29,6 @@ from urllib.parse import quote, urlparse
 from yoloops_core.models import (
     DatasetRef,
     EventType,
-    RunStatus,
     iso,
     job_name,
     run_id_for_dataset,
@@ -57,6 +56,12 @@ class CliError(Exception):
     """A problem the user can act on; the CLI prints the message and exits with `exit_code`."""
 
     exit_code = 1
+
+
+class BadInput(CliError):
+    """A path or value on the command line that cannot work (exit 2, like a usage error)."""
+
+    exit_code = 2
 
 
 class StackNotFound(CliError):
@@ -428,60 +433,12 @@ class Stack:
                         break
                     kwargs["nextToken"] = page["nextForwardToken"]
 
-    # ------------------------------------------------------------ manual champion changes
-    def _notify(self, event_type: EventType, dataset: str, run_id: str | None, text: str, **extra: Any) -> str:
+    # ------------------------------------------------------------ notifications
+    def notify(self, event_type: EventType, dataset: str, run_id: str | None, text: str, **extra: Any) -> str:
         from yoloops_core.notifications import Notification, publish
 
         note = Notification(event_type=event_type, dataset=dataset, run_id=run_id, text=text, **extra)
         return publish(note, self.topic_arn, self.client("sns"))
-
-    def promote(self, run_id: str, user: str) -> dict[str, Any]:
-        """Make a finished run the champion of its dataset (manual override): recorded and notified."""
-        run = self.get_run(run_id)
-        dataset = run.get("dataset")
-        if not dataset:
-            raise CliError(f"run {run_id} has no dataset")
-        status = run.get("status")
-        if status not in (RunStatus.PROMOTED, RunStatus.KEPT) or not run.get("metrics"):
-            raise CliError(f"run {run_id} is {status}: only a finished run with a model (PROMOTED or KEPT) can be promoted")
-        from yoloops.bundle import check_model_files, publish_champion
-
-        previous = self.get_champion(dataset)
-        check_model_files(self, {**run, "dataset": dataset})
-        model_key = f"models/{dataset}/versions/{run_id}/best.pt"
-        metric = previous.get("metric") if previous else None
-        metric = metric or self.parameter("PromotionMetric") or "mAP50-95"
-        metrics = _floats(run.get("metrics"))
-        champion = self.store.set_champion_manually(
-            dataset, run_id, metric, metrics.get(metric), metrics, model_key, actor=user)
-        # The whole bundle to champion/, registry approvals to match (yoloops_core.promote).
-        publish_champion(self, dataset, run)
-        was = previous.get("run_id") if previous else None
-        self._notify(EventType.MANUAL_PROMOTE, dataset, run_id,
-                     f"{user} made {run_id} the champion of {dataset} by hand (was {was or 'none'}).",
-                     metrics=metrics, version=run.get("dataset_version"))
-        return {"dataset": dataset, "champion": champion, "previous_run_id": was}
-
-    def rollback(self, dataset: str, user: str) -> dict[str, Any]:
-        """Put the previous champion of a dataset back: recorded and notified."""
-        current = self.require_champion(dataset)
-        if not current.get("previous_run_id"):
-            raise CliError(f"dataset {dataset!r}: champion {current.get('run_id')} has no previous champion to roll back to")
-        from yoloops_core.store import StoreError
-
-        try:
-            champion = self.store.rollback_champion(dataset, actor=user)
-        except StoreError as exc:
-            raise CliError(str(exc)) from exc
-        restored = champion.get("run_id")
-        if restored:
-            from yoloops.bundle import publish_champion
-
-            publish_champion(self, dataset, self.get_run(restored))
-        self._notify(EventType.ROLLBACK, dataset, restored,
-                     f"{user} rolled {dataset} back from {current.get('run_id')} to {restored}.",
-                     metrics=_floats(champion.get("metrics")))
-        return {"dataset": dataset, "champion": champion, "rolled_back_run_id": current.get("run_id")}
 
     # ------------------------------------------------------------ budget
     def parameter(self, name: str) -> str | None:
@@ -550,15 +507,3 @@ class Stack:
             out["redriven"] += result.redriven
             out["skipped"] += result.skipped
         return out
-
-
-# ---------------------------------------------------------------- adapters to others' APIs
-
-def _floats(metrics: Any) -> dict[str, float]:
-    out = {}
-    for k, v in (metrics or {}).items():
-        try:
-            out[k] = float(v)
-        except (TypeError, ValueError):
-            continue
-    return out

@@ -25,6 +25,10 @@ from rich.panel import Panel
 from yoloops_core.weights import describe as describe_weights
 
 from yoloops import synth
+from yoloops.bundle import champion_files
+from yoloops.client import Stack, load_local_stack
+from yoloops.datasets import push, wait_and_report
+from yoloops.views import print_run
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -123,8 +127,6 @@ def _new_messages(local: Any, seen: int) -> list[dict[str, Any]]:
 
 
 def _show_run(stack: Any, run_id: str, waited: Any, local: Any, seen: int, t_push: float) -> tuple[str, int]:
-    from yoloops.cli import print_run
-
     local.lambdas.wait_idle(30)  # SNS -> slack-notifier is asynchronous
     status = (waited.run or {}).get("status") or waited.execution_status
     console.print(f"\nrun [bold]{run_id}[/] finished: [bold]{status}[/] in {time.monotonic() - t_push:.0f} s")
@@ -140,8 +142,6 @@ def _show_run(stack: Any, run_id: str, waited: Any, local: Any, seen: int, t_pus
 
 def _show_bundle(stack: Any, dataset: str) -> dict[str, int]:
     """The champion's model bundle, as `yoloops champion shapes --download DIR` would fetch it."""
-    from yoloops.bundle import champion_files
-
     files = champion_files(stack, dataset)
     console.rule(f"champion bundle of {dataset}")
     console.print(f"$ yoloops --local {stack.info.workdir} champion {dataset} --download ./{dataset}-model")
@@ -174,8 +174,6 @@ def run_demo(settings: DemoSettings, local: Any = None) -> bool:
 
 
 def _demo_steps(settings: DemoSettings, local: Any, t0: float) -> bool:
-    from yoloops.cli import push, wait_and_report
-    from yoloops.client import Stack, load_local_stack
     from yoloops.synth import generate_dataset
 
     workdir = settings.workdir

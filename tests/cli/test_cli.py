@@ -298,7 +298,7 @@ def test_budget_counts_spend_and_in_flight_worst_case(stack):
 
 
 def test_runs_watch_refreshes_until_ctrl_c(stack, monkeypatch):
-    import yoloops.cli as cli_mod
+    import yoloops.cli.runs as cli_mod
 
     stack.add_run("ds-a-v1", "a", RunStatus.STARTED)
     sleeps = []
