@@ -14,7 +14,7 @@ NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
 
 def test_price_table_covers_the_documented_families():
-    for family in ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.p3.", "ml.m5.", "ml.c5."):
+    for family in ("ml.g4dn.", "ml.g5.", "ml.g6.", "ml.m5.", "ml.c5."):
         assert any(k.startswith(family) for k in pricing.HOURLY_PRICE_USD), family
     assert "ml.p4d.24xlarge" in pricing.HOURLY_PRICE_USD and "ml.p5.48xlarge" in pricing.HOURLY_PRICE_USD
     assert all(v > 0 for v in pricing.HOURLY_PRICE_USD.values())

@@ -35,8 +35,8 @@ HOURLY_PRICE_USD: dict[str, float] = {
     # NVIDIA L4.
     "ml.g6.xlarge": 1.006, "ml.g6.2xlarge": 1.222, "ml.g6.4xlarge": 1.654, "ml.g6.8xlarge": 2.518,
     "ml.g6.12xlarge": 5.751, "ml.g6.16xlarge": 4.246, "ml.g6.24xlarge": 8.322, "ml.g6.48xlarge": 16.643,
-    # NVIDIA V100 / A100 / H100.
-    "ml.p3.2xlarge": 3.825, "ml.p3.8xlarge": 14.688, "ml.p3.16xlarge": 28.152,
+    # NVIDIA A100 / H100. No V100 (ml.p3.*): the image's CUDA 13 torch build has no sm_70 kernels
+    # (training_container/gpu_arch.py), so the table prices only types a job can train on.
     "ml.p4d.24xlarge": 37.688,
     "ml.p5.48xlarge": 113.07,
 }
