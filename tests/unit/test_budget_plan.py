@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from yoloops_core import budget, pricing
 from yoloops_core.metrics import METRIC_DEFINITIONS
-from yoloops_core.models import RunContext
+from yoloops_core.models import ChampionRef, RunContext
 from yoloops_core.plan import build_plan, first_attempt
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
@@ -44,7 +44,10 @@ def test_plan_holds_create_training_job_fields(event, settings_factory):
     assert plan["algorithm_specification"] == {"TrainingImage": "img:1", "TrainingInputMode": "File",
                                                "MetricDefinitions": METRIC_DEFINITIONS}
     # Defaults merged with the run's overrides, every value a string.
-    assert plan["hyperparameters"] == {"model": "yolo11n.yaml", "epochs": "30", "imgsz": "640"}
+    # The bundle's model.json names the version and the base weights (none: from the YAML).
+    assert plan["hyperparameters"] == {"model": "yolo11n.yaml", "epochs": "30", "imgsz": "640",
+                                       "dataset_version": "2026-11-28", "base_weights": ""}
+    assert [c["ChannelName"] for c in plan["input_data_config"]] == ["train"]  # no champion: nothing to pair
     assert plan["input_data_config"][0]["ChannelName"] == "train"
     assert plan["input_data_config"][0]["DataSource"]["S3DataSource"]["S3Uri"] == \
         "s3://yoloops-artifacts-test/datasets/pallets/2026-11-28/"
@@ -75,4 +78,21 @@ def test_stack_default_hyperparameters_sit_between_built_ins_and_run_overrides(e
     run = RunContext.model_validate(event("stepfn_check_budget_ok.json")["run"])  # overrides epochs, imgsz
     s = settings_factory(default_hyperparameters='{"epochs": 8, "imgsz": 64, "optimizer": "SGD"}')
     assert build_plan(run, "img", s)["hyperparameters"] == {
-        "model": "yolo11n.yaml", "epochs": "30", "imgsz": "640", "optimizer": "SGD"}
+        "model": "yolo11n.yaml", "epochs": "30", "imgsz": "640", "optimizer": "SGD",
+        "dataset_version": "2026-11-28", "base_weights": ""}
+
+
+def test_plan_hands_the_champion_to_the_job(event, settings_factory):
+    """The champion the run recorded at validation is the job's `champion` channel, by its immutable key."""
+    run = RunContext.model_validate(event("stepfn_check_budget_ok.json")["run"])
+    run.champion = ChampionRef(run_id="ds-pallets-aa-1111", model_key="models/pallets/versions/ds-pallets-aa-1111/best.pt",
+                               metric="mAP50-95", metric_value=0.4)
+    plan = build_plan(run, "img:1", settings_factory())
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in plan["input_data_config"]}
+    assert channels["champion"] == "s3://yoloops-artifacts-test/models/pallets/versions/ds-pallets-aa-1111/best.pt"
+    assert plan["hyperparameters"]["champion_run_id"] == "ds-pallets-aa-1111"
+    # Weights missing at validation: no channel (SageMaker would fail on an empty prefix), no pairing.
+    run.champion = ChampionRef(run_id="ds-pallets-aa-1111", model_key=None, missing_reason="gone")
+    plan = build_plan(run, "img:1", settings_factory())
+    assert [c["ChannelName"] for c in plan["input_data_config"]] == ["train"]
+    assert "champion_run_id" not in plan["hyperparameters"]

@@ -58,7 +58,11 @@ class Settings(BaseModel):
     min_improvement: float = Field(0.0, ge=0.0)
     # The first model of a dataset becomes champion only if its PromotionMetric reaches this floor.
     min_first_metric: float = Field(0.0, ge=0.0)
-    # SageMaker Model Registry: one ModelPackage per evaluated model in group "<prefix>-<dataset>".
+    # Paired verdict (yoloops_core.verdict): both models scored in the same job on the same images.
+    max_test_regression: float = Field(0.02, ge=0.0, le=1.0)
+    max_class_drop: float = Field(0.1, ge=0.0, le=1.0)
+    min_class_instances: int = Field(20, ge=1)
+    # SageMaker Model Registry: one ModelPackage per evaluated model in group "<prefix>--<dataset>".
     model_registry: bool = True
     model_package_group_prefix: str = "yoloops"
 

@@ -173,6 +173,22 @@ class RunContext(BaseModel):
     dataset: DatasetRef
     trigger: Trigger
     image_tag: str | None = None
+    APPROVAL_REQUESTED = "approval.requested"  # Slack renders Approve / Reject buttons
+    APPROVED = "approval.approved"
+    NOT_APPROVED = "run.not_approved"  # the train approval was rejected or timed out: the run ended
+
+
+class ChampionRef(BaseModel):
+    """The dataset's champion when the run started: the model the job scores beside the challenger on the
+    same images, and the one Promote's conditional write requires to still be champion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    model_key: str | None = None  # models/<dataset>/versions/<run id>/best.pt; None when it is missing
+    metric: str | None = None
+    metric_value: float | None = None  # as recorded when it was promoted (on its own val split)
+    missing_reason: str | None = None  # why its weights cannot be scored (the verdict then says so)
     image_uri: str  # resolved training image (release runs: <ECR repo>:<tag>)
     needs_image_check: bool = False
     image_poll_seconds: int = Field(30, ge=1)
@@ -189,3 +205,8 @@ class AttemptState(BaseModel):
     retry: bool = False
     reason: str | None = None
     backoff_seconds: int = Field(0, ge=0)  # the Wait before this attempt's job (capacity comes back later)
+    # RequireApproval when the run started (yoloops_core.approval): wait for a person before Train / Promote.
+    approve_train: bool = False
+    approve_promote: bool = False
+    approval_timeout_seconds: int = Field(86400, ge=1)
+    champion: ChampionRef | None = None  # None: the dataset had no champion when the run started

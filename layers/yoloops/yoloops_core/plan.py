@@ -7,6 +7,7 @@ from typing import Any
 from yoloops_core.config import Settings
 from yoloops_core.metrics import METRIC_DEFINITIONS
 from yoloops_core.models import AttemptState, RunContext, job_name
+from yoloops_core.pairing import champion_channel
 from yoloops_core.weights import channel, file_name
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -26,11 +27,17 @@ def hyperparameters(run: RunContext, settings: Settings) -> dict[str, str]:
         merged["val_fraction"] = str(settings.val_fraction)
     if run.base_weights:
         merged["model"] = file_name(run.base_weights)
+    # What the bundle's model.json names, and which champion the job scores beside the challenger.
+    merged["dataset_version"] = run.dataset.version
+    merged["base_weights"] = run.base_weights or ""
+    if champion_channel("", run.champion) is not None:
+        merged["champion_run_id"] = run.champion.run_id  # type: ignore[union-attr]
     return merged
 
 
 def input_channels(run: RunContext, bucket: str) -> list[dict[str, Any]]:
-    """`train` = the dataset version; `weights` = the single .pt the run starts from, when it has one."""
+    """`train` = the dataset version; `weights` = the single .pt the run starts from, when it has one;
+    `champion` = the champion's best.pt, scored beside the challenger on the same images."""
     channels: list[dict[str, Any]] = [{
         "ChannelName": "train",
         "DataSource": {"S3DataSource": {
@@ -41,6 +48,9 @@ def input_channels(run: RunContext, bucket: str) -> list[dict[str, Any]]:
     }]
     if run.base_weights:
         channels.append(channel(bucket, run.base_weights))
+    champion = champion_channel(bucket, run.champion)
+    if champion is not None:
+        channels.append(champion)
     return channels
 
 

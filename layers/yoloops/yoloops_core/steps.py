@@ -33,6 +33,8 @@ from yoloops_core.models import (
 )
 from yoloops_core.state_size import compact_report
 from yoloops_core.weights import record_value as weights_record
+from yoloops_core.pairing import champion_ref, write_data_index
+from yoloops_core.rerun import check_request as check_rerun_request
 from yoloops_core.weights import resolve_request as resolve_run_weights
 from yoloops_core.weights import scratch_model
 
@@ -116,7 +118,10 @@ def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: 
         run.started_at = existing.get("started_at") or run.started_at
     # Before the dataset: missing base weights stop the run here (BaseWeightsNotFound -> NotifyFailure).
     run.base_weights = resolve_run_weights(request, settings, store=store, s3=s3)
-    report = (validator or _default_validator(settings))(settings.artifacts_bucket, request.dataset, s3)
+    bucket = settings.artifacts_bucket
+    run.champion = champion_ref(store.get_champion(request.dataset.name), s3=s3, bucket=bucket,
+                                dataset=request.dataset.name)
+    report = (validator or _default_validator(settings))(bucket, request.dataset, s3)
     valid = bool(report.valid)
     report_dict = compact_report(report.model_dump(mode="json"))  # it rides along the whole state
     store.update_run(run.run_id, now=now, note="dataset valid" if valid else "dataset rejected",
@@ -135,6 +140,9 @@ RETRIABLE_ERROR_CODES = {
     "SageMaker.InternalServerError", "SageMaker.InternalFailure", "SageMaker.ServiceUnavailable",
     "SageMaker.ThrottlingException", "SageMaker.InsufficientInstanceCapacity", "SageMaker.CapacityError",
 }
+    if valid and getattr(report, "index", None):
+        write_data_index(s3, bucket, run.run_id, dataset=request.dataset.name, version=request.dataset.version,
+                         names=list(report.names), index=report.index)
 # API error codes (as in "Error Code: X" of the Cause) a new CreateTrainingJob may get past. On AWS, Step
 # Functions names create-time errors after the SDK exception (SageMaker.ResourceLimitExceededException)
 # or, for unmodeled codes (throttling, internal, validation), SageMaker.AmazonSageMakerException with the

@@ -86,7 +86,7 @@ def manifest_weights(s3: Any, bucket: str, dataset: DatasetRef) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _exists(s3: Any, bucket: str, key: str) -> bool:
+def object_exists(s3: Any, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
         return True
@@ -109,12 +109,12 @@ def resolve(spec: str | None, *, dataset: str, bucket: str, store: Any, s3: Any)
             logger.info("no champion yet: training from the model YAML", extra={"dataset": dataset})
             return None
         key = f"models/{dataset}/versions/{champion['run_id']}/best.pt"
-        if not _exists(s3, bucket, key):
+        if not object_exists(s3, bucket, key):
             raise BaseWeightsNotFound(
                 f"base weights 'champion': champion {champion['run_id']} of {dataset} has no s3://{bucket}/{key} "
                 f"(repair it with `yoloops champion {dataset} --repair`, or set the run's weights)")
         return key
-    if not _exists(s3, bucket, spec):
+    if not object_exists(s3, bucket, spec):
         raise BaseWeightsNotFound(
             f"base weights s3://{bucket}/{spec} not found (or not readable): upload them with "
             f"`yoloops weights push {spec.rsplit('/', 1)[-1]}` or fix BaseWeights / the run's weights")
