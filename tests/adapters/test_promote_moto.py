@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 
 import pytest
@@ -197,7 +198,12 @@ def test_rollback_and_manual_promote_move_files_record_and_approval(env, event):
 
 
 def test_group_names_are_safe_and_distinct():
-    assert group_name("yoloops-dev", "pallets") == "yoloops-dev-pallets"
+    assert group_name("yoloops-dev", "pallets") == "yoloops-dev--pallets"
+    # Stack `yolo` with dataset dev-pallets vs stack `yolo-dev` with dataset pallets: never one group, and
+    # neither stack's IAM pattern (<prefix>--*) matches the other's groups.
+    assert group_name("yolo", "dev-pallets") != group_name("yolo-dev", "pallets")
+    assert not fnmatch.fnmatchcase(group_name("yolo-dev", "pallets"), "yolo--*")
+    assert not fnmatch.fnmatchcase(group_name("yolo", "dev-pallets"), "yolo-dev--*")
     a, b = group_name("yoloops", "a.b"), group_name("yoloops", "a_b")
     assert a != b and all(c.isalnum() or c == "-" for c in a + b)
     long = group_name("my-very-long-stack-name-for-production", "d" * 63)

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+# !Select [0, !Split ["-", !Select [2, !Split ["/", !Ref AWS::StackId]]]]: the first group of the stack UUID.
+STACK_CODE_EXPR = {"Fn::Select": [0, {"Fn::Split": [
+    "-", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]}]}
 
 
 def _sam_offline():
@@ -48,6 +51,8 @@ def render(value: Any) -> str:
             return render(arg[0]).join(render(v) for v in arg[1])
         if key == "Fn::If":
             return "if(" + arg[0] + "," + render(arg[1]) + "," + render(arg[2]) + ")"
+        if key == "Fn::Select" and arg == STACK_CODE_EXPR["Fn::Select"]:
+            return "${StackCode}"  # 8 hex characters of the stack id (template STACK_CODE)
     return repr(value)
 
 

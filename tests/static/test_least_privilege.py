@@ -1,7 +1,7 @@
 """Least privilege on the translated template: no wildcard in an IAM Allow that is not explained here.
 
 A wildcard is fine only where AWS requires it (actions without resource-level permissions) or where it IS
-the scope (an S3 prefix, the run-id prefixes of job names). Anything else fails the test, so a new `*`
+the scope (an S3 prefix, this stack's job names <run id>-<code>-a<n>). Anything else fails the test, so a new `*`
 needs a reason in ALLOWED. Run `python tests/static/iam_view.py` to see every role's statements.
 """
 
@@ -17,9 +17,9 @@ BUCKET = r"arn:\$\{AWS::Partition\}:s3:::\$\{NamePrefix\}-artifacts-\$\{AWS::Acc
 PREFIX_SCOPES = {
     # The trailing * of an object prefix is the scope itself: the prefixes docs/architecture.md names.
     "artifacts prefix": re.compile(BUCKET + r"/(datasets|runs|checkpoints|models)/\*$"),
-    # Job names are <run id>-a<n> and run ids start ds-/gh-/cli- (the training-events rule's prefixes).
-    "run-id job prefix": re.compile(r"arn:\$\{AWS::Partition\}:sagemaker:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
-                                    r":training-job/(ds|gh|cli)-\*$"),
+    # Job names are <run id>-<stack code>-a<n>: the *s are the run id and the attempt.
+    "stack job names": re.compile(r"arn:\$\{AWS::Partition\}:sagemaker:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
+                                  r":training-job/\*-\$\{StackCode\}-a\*$"),
 }
 # (role glob, action glob, resource) -> why the wildcard stays.
 ALLOWED: dict[tuple[str, str, str], str] = {
@@ -37,10 +37,10 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("WatchdogFunctionRole", "sagemaker:ListTrainingJobs", "*"):
         "ListTrainingJobs has no resource-level permissions",
     ("*", "sagemaker:*ModelPackage*", "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
-     ":model-package-group/${NamePrefix}-*"):
-        "model package groups are named <NamePrefix>-<dataset>: the * is the dataset",
+     ":model-package-group/${NamePrefix}--*"):
+        "model package groups are named <NamePrefix>--<dataset>: the * is the dataset",
     ("*", "sagemaker:*ModelPackage*", "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
-     ":model-package/${NamePrefix}-*/*"):
+     ":model-package/${NamePrefix}--*/*"):
         "model packages are <group>/<version>: the *s are the dataset and the version",
     ("*", "sagemaker:ListModelPackages", "*"):
         "ListModelPackages has no resource-level permissions",
@@ -117,7 +117,7 @@ def test_state_machine_passes_only_the_training_role_to_sagemaker_and_has_list_t
     assert pass_role[3] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     sync = next(s for s in statements if "sagemaker:CreateTrainingJob" in s[1])
     assert "sagemaker:ListTags" in sync[1]  # AWS documents it for createTrainingJob.sync
-    assert all(PREFIX_SCOPES["run-id job prefix"].match(r) for r in sync[2])
+    assert all(PREFIX_SCOPES["stack job names"].match(r) for r in sync[2])
 
 
 @pytest.mark.parametrize("role, prefixes", [

@@ -33,10 +33,10 @@ LIMITS = {
 
 def longest_prefix(pattern: str) -> str:
     """The longest NamePrefix the parameter's AllowedPattern admits (the pattern is checked to match it)."""
-    m = re.fullmatch(r"\^\[a-z0-9\]\(\?:\[a-z0-9-\]\{0,(\d+)\}\[a-z0-9\]\)\?\$", pattern)
+    m = re.fullmatch(r"\^\(\?=\.\{1,(\d+)\}\$\)\[a-z0-9\]\+\(-\[a-z0-9\]\+\)\*\$", pattern)
     assert m, f"NamePrefix AllowedPattern changed ({pattern}); update longest_prefix()"
-    value = "a" + "b-" * (int(m.group(1)) // 2) + "c" * (int(m.group(1)) % 2) + "z"
-    assert re.fullmatch(pattern.strip("^$"), value)
+    value = ("a-" * int(m.group(1)))[:int(m.group(1)) - 1] + "z"
+    assert re.fullmatch(pattern, value) and not re.fullmatch(pattern, value + "z")
     return value
 
 
@@ -86,5 +86,13 @@ def test_a_too_long_prefix_would_be_caught(cfn):
               "NamePrefix": "a" * 30, "AWS::StackName": "x"}
     (bucket,) = [n for lid, _, n, _ in physical_names(cfn, values) if lid == "ArtifactsBucket"]
     assert len(bucket) > 63
-    assert not re.fullmatch(cfn["Parameters"]["NamePrefix"]["AllowedPattern"].strip("^$"), "a" * 30)
-    assert not re.fullmatch(cfn["Parameters"]["NamePrefix"]["AllowedPattern"].strip("^$"), "Yoloops-Dev")
+    pattern = cfn["Parameters"]["NamePrefix"]["AllowedPattern"]
+    assert not re.fullmatch(pattern, "a" * 30)
+    assert not re.fullmatch(pattern, "Yoloops-Dev")
+
+
+@pytest.mark.parametrize("prefix", ["yolo--dev", "yolo-", "-yolo", "yolo_dev"])
+def test_a_prefix_with_the_registry_delimiter_or_a_loose_hyphen_is_refused(cfn, prefix):
+    """Registry groups are <prefix>--<dataset>: a prefix holding "--" could claim another stack's groups."""
+    assert not re.fullmatch(cfn["Parameters"]["NamePrefix"]["AllowedPattern"], prefix)
+    assert re.fullmatch(cfn["Parameters"]["NamePrefix"]["AllowedPattern"], "yoloops-dev-2")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from yoloops_core.config import Settings
-from yoloops_core.models import DatasetRef, job_name, run_id_for_dataset, run_id_for_release
+from yoloops_core.models import DatasetRef, RunContext, job_name, run_id_for_release
 from yoloops_core.pricing import HOURLY_PRICE_USD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,20 +243,25 @@ def resources_param_default(resources: dict[str, Any], ref: dict[str, str]) -> A
     return params[ref["Ref"]]["Default"]
 
 
-def test_training_events_rule_matches_yoloops_jobs_only(resources):
+def test_training_events_rule_matches_this_stacks_jobs_only(resources):
+    """The rule selects the jobs tagged yoloops:stack=<this stack> (the tag build_plan puts on every job);
+    another stack's jobs and jobs that are not yoloops' never reach the function."""
+    from yoloops_core.plan import build_plan
+
     event = resources["TrainingEventsFunction"]["Properties"]["Events"]["TrainingJobStateChange"]
     assert event["Type"] == "EventBridgeRule"
     pattern = event["Properties"]["Pattern"]
     assert pattern["source"] == ["aws.sagemaker"]
     assert pattern["detail-type"] == ["SageMaker Training Job State Change"]
-    prefixes = [p["prefix"] for p in pattern["detail"]["TrainingJobName"]]
-
-    def matches(job: str) -> bool:
-        return any(job.startswith(p) for p in prefixes)
-
-    assert matches(job_name(run_id_for_dataset(DatasetRef(name="coco8", version="v1"), "0" * 64), 1))
-    assert matches(job_name(run_id_for_release("acme/detector", "v2.0.0", 1), 3))
-    assert not matches("someone-elses-job-2026")
+    assert pattern["detail"] == {"Tags": {"yoloops:stack": [{"Ref": "AWS::StackName"}]}}
+    run = RunContext(run_id=run_id_for_release("acme/detector", "v2.0.0", 1), dataset=DatasetRef(name="coco8",
+                     version="v1"), trigger={"source": "github", "ref": "v2.0.0"}, image_uri="img",
+                     started_at="2026-11-28T00:00:00Z")
+    settings = Settings(artifacts_bucket="b", runs_table="t", notifications_topic_arn="arn", stack_name="yoloops-dev",
+                        stack_code="51af3dc0")
+    tags = {t["Key"]: t["Value"] for t in build_plan(run, "img", settings)["tags"]}
+    assert tags["yoloops:stack"] == "yoloops-dev"
+    assert job_name(run.run_id, 3, settings.stack_code).endswith("-51af3dc0-a3")
 
 
 def test_async_functions_have_dead_letter_queues_and_bounded_retries(resources):

@@ -170,3 +170,57 @@ def test_watchdog_repairs_champions_of_this_months_datasets(event, settings, sto
     report = sweep(settings=settings, store=store, ledger=ledger, sagemaker=sagemaker, sfn=sfn, sns=sns,
                    repair=repair, now=NOW)
     assert asked == ["pallets"] and report.champions_repaired == ["pallets"]
+
+
+class ScopedSageMaker(FakeSageMaker):
+    """FakeSageMaker behind the watchdog role's IAM policy: training-job ARNs `*-<stack code>-a*` only."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self.code = code
+        self.calls: list[tuple[str, str]] = []
+
+    def _allowed(self, action: str, name: str) -> None:
+        self.calls.append((action, name))
+        if f"-{self.code}-a" not in name:
+            raise ApiError("AccessDeniedException", f"not authorized to perform sagemaker:{action} on {name}")
+
+    def describe_training_job(self, TrainingJobName):
+        self._allowed("DescribeTrainingJob", TrainingJobName)
+        return super().describe_training_job(TrainingJobName)
+
+    def stop_training_job(self, TrainingJobName):
+        self._allowed("StopTrainingJob", TrainingJobName)
+        return super().stop_training_job(TrainingJobName)
+
+    def list_tags(self, ResourceArn):
+        self._allowed("ListTags", ResourceArn)
+        return super().list_tags(ResourceArn)
+
+
+def test_watchdog_touches_only_its_own_stacks_jobs_and_never_calls_what_its_role_may_not(
+        event, settings_factory, store, ledger, sns, sfn):
+    """dev and prod share an account: the same upload runs in both (same run id, different stack codes);
+    a Studio job runs beside them. dev's sweep stops dev's orphan only, and makes no call on the others."""
+    dev_code, prod_code = "51af3dc0", "9c0e44b1"
+    settings = settings_factory(stack_code=dev_code, stack_name="yoloops-dev")
+    sagemaker = ScopedSageMaker(dev_code)
+    run_id = "ds-pallets-v3-1a2b3c4d-5e6f7a8b"
+    data = dict(event("stepfn_check_budget_ok.json")["run"], run_id=run_id, started_at=NOW.isoformat(),
+                execution_arn=f"arn:aws:states:us-east-1:123456789012:execution:dev-training:{run_id}")
+    store.create_run(RunContext.model_validate(data), now=NOW)
+    store.record_job(run_id, 1, f"{run_id}-{dev_code}-a1", status=RunStatus.TRAINING)
+    sfn.status[data["execution_arn"]] = "RUNNING"
+    sagemaker.add(f"{run_id}-{dev_code}-a1", run_id=run_id)  # dev's healthy job
+    sagemaker.add(f"{run_id}-{prod_code}-a1", run_id=run_id)  # prod's job of the same upload
+    sagemaker.add(f"ds-ghost-9-{prod_code}-a1", run_id="ds-ghost-9")  # prod's job, unknown to dev's table
+    sagemaker.add("studio-xgboost-2026-11-28-09-00-00-123")  # not a yoloops job at all
+    sagemaker.add(f"ds-ghost-1-{dev_code}-a1", run_id="ds-ghost-1")  # dev's orphan: no run record
+
+    report = sweep(settings=settings, store=store, ledger=ledger, sagemaker=sagemaker, sfn=sfn, sns=sns, now=NOW)
+    assert report.orphan_jobs_stopped == [f"ds-ghost-1-{dev_code}-a1"]
+    assert report.foreign_jobs_skipped == 3
+    assert all(f"-{dev_code}-a" in name for _, name in sagemaker.calls)  # no AccessDenied possible
+    assert sagemaker.jobs[f"{run_id}-{prod_code}-a1"]["TrainingJobStatus"] == "InProgress"
+    assert sagemaker.jobs[f"ds-ghost-9-{prod_code}-a1"]["TrainingJobStatus"] == "InProgress"
+    assert sagemaker.jobs[f"{run_id}-{dev_code}-a1"]["TrainingJobStatus"] == "InProgress"

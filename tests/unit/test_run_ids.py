@@ -7,7 +7,7 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from yoloops_core.models import DatasetRef, job_name, run_id_for_dataset, run_id_for_release
+from yoloops_core.models import DatasetRef, job_name, run_id_for_dataset, run_id_for_release, run_id_from_job_name
 from yoloops_core.run_ids import MAX_RUN_ID_LENGTH, listing_hash
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -46,8 +46,24 @@ def test_new_content_or_a_new_release_attempt_is_a_new_run_id():
 def test_every_run_id_is_a_valid_sagemaker_job_name_with_any_attempt(name, version, repo, tag, retry):
     for run_id in (ds(name, version), ds(name, version, fmt="zip"), run_id_for_release(repo, tag, 7, retry)):
         assert len(run_id) <= MAX_RUN_ID_LENGTH
-        assert SAGEMAKER_NAME.fullmatch(job_name(run_id, 10)), run_id
-        assert len(job_name(run_id, 10)) <= 63
+        named = job_name(run_id, 10, STACK_CODE)
+        assert SAGEMAKER_NAME.fullmatch(named), run_id
+        assert len(named) <= 63
+        assert run_id_from_job_name(named, STACK_CODE) == (run_id, 10)
+
+
+STACK_CODE = "51af3dc0"  # 8 hex characters of the stack id (template: STACK_CODE)
+
+
+def test_job_names_are_unique_per_stack_and_only_the_own_stack_claims_them():
+    run_id = ds("pallets", "v3")
+    dev, prod = job_name(run_id, 1, "51af3dc0"), job_name(run_id, 1, "9c0e44b1")
+    assert dev != prod and dev.startswith(run_id) and dev.endswith("-51af3dc0-a1")  # readable: run id first
+    assert run_id_from_job_name(dev, "51af3dc0") == (run_id, 1)
+    assert run_id_from_job_name(prod, "51af3dc0") is None  # the other stack's job is not ours
+    assert run_id_from_job_name(job_name(run_id, 1), "51af3dc0") is None  # nor a job without a code
+    for foreign in ("xgboost-churn-2026-11-28-09-00-00-123", "pipelines-abc-a1", "ds-x-v1-a1"):
+        assert run_id_from_job_name(foreign, "51af3dc0") is None
 
 
 def test_listing_hash_is_order_free_ignores_the_manifest_and_sees_any_change():

@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import re
+import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -314,7 +315,9 @@ class Deployer:
         cfn = sam_translate(sam, {k: v for k, v in params.items()}, self.root, self.region)
         pseudo = {"AWS::Region": self.region, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
                   "AWS::StackName": self.stack_name, "AWS::URLSuffix": "amazonaws.com",
-                  "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT}:stack/{self.stack_name}/local",
+                  # A UUID per stack name, as CloudFormation gives each stack its own: job names carry its first group.
+                  "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT}:stack/{self.stack_name}/"
+                                  f"{uuid.uuid5(uuid.NAMESPACE_URL, f'{self.region}/{self.stack_name}')}",
                   "AWS::NotificationARNs": []}
         rv = Resolver(params, pseudo, cfn.get("Conditions") or {}, cfn.get("Mappings") or {})
         resources = cfn["Resources"]

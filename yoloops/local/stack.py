@@ -75,6 +75,8 @@ class LocalStack:
         # The Web API receiver (chat.postMessage/update/delete at <control_url>/slack-api/) checks this token;
         # the bot-token secret holds it, so threads are on when the SlackChannel parameter is set.
         self.slack_bot_token = "xoxb-local-bot-token"
+        # The Slack app's signing secret: what `yoloops.local.slack_sign` signs button clicks with.
+        self.slack_signing_secret = "local-slack-signing-secret"
         self._slack_ts = 0
         self.deployment: Deployment | None = None
         self.sqs_pollers: list[Any] = []  # event_sources.SqsPoller per SQS event source mapping
@@ -273,6 +275,7 @@ class LocalStack:
             "SlackWebhookSecretArn": self.slack_url,
             "SlackBotTokenSecretArn": self.slack_bot_token,
             "GithubWebhookSecretArn": self.github_webhook_secret,
+            "SlackSigningSecretArn": self.slack_signing_secret,
             "WandbSecretArn": "",
         }
         for output, value in values.items():
@@ -338,6 +341,9 @@ class LocalStack:
             {k: (str(v) if isinstance(v, int) else v) for k, v in t.items()}
             for t in detail.get("SecondaryStatusTransitions", [])
         ]
+        # SageMaker puts the job's tags in the event (a map): rules select their stack's jobs by yoloops:stack.
+        job = self.training.jobs.get(str(detail.get("TrainingJobName")))
+        event_detail["Tags"] = {t["Key"]: t["Value"] for t in ((job.request.get("Tags") if job else None) or [])}
         backend = events_backends["123456789012"][self.region]
         backend.put_events([{
             "Source": "aws.sagemaker",

@@ -20,17 +20,21 @@ logger = Logger(child=True)
 
 APPROVED, REJECTED, PENDING = "Approved", "Rejected", "PendingManualApproval"
 MAX_GROUP_NAME = 63
+GROUP_DELIMITER = "--"  # between the stack's NamePrefix and the dataset
 # CustomerMetadataProperties: keys <= 128, values 1..256 chars of letters, digits, spaces and _.:/=+-@
 _META_BAD = re.compile(r"[^\w\s.:/=+\-@]")
 
 
 def group_name(prefix: str, dataset: str) -> str:
-    """`<prefix>-<dataset>` made SageMaker-safe (<= 63 chars of [a-zA-Z0-9-], alphanumeric first).
+    """`<prefix>--<dataset>` made SageMaker-safe (<= 63 chars of [a-zA-Z0-9-], alphanumeric first).
 
-    A name that had to change (other characters, too long) gets a hash of the original so two datasets
-    never share a group ("a.b" and "a_b" both become "a-b" plus different hashes).
+    "--" never occurs in a NamePrefix (its AllowedPattern), so the first "--" ends the prefix: stack
+    `yolo` (dataset `dev-x`) and stack `yolo-dev` (dataset `x`) never share a group, and each stack's IAM
+    pattern `<prefix>--*` matches its own groups only. A name that had to change (other characters, too
+    long) gets a hash of the original so two datasets never share a group ("a.b" and "a_b" both become
+    "a-b" plus different hashes).
     """
-    raw = f"{prefix}-{dataset}" if prefix else dataset
+    raw = f"{prefix}{GROUP_DELIMITER}{dataset}" if prefix else dataset
     safe = re.sub(r"[^A-Za-z0-9-]", "-", raw).strip("-") or "yoloops"
     if safe == raw and len(safe) <= MAX_GROUP_NAME:
         return safe

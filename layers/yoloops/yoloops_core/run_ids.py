@@ -7,7 +7,9 @@ The readable part is a lossy slug (`a-b/c` and `a/b-c` both read `a-b-c`) and ma
 trigger hash is a SHA-256 of the exact, separator-delimited trigger string, so two different triggers
 differ there even when their slugs agree. The content hash makes new bytes under the same name a new
 run, and the same bytes the same run (the execution name dedupes it). Ids use only [a-zA-Z0-9-] and
-stay <= MAX_RUN_ID_LENGTH, so `<run id>-a<attempt>` fits SageMaker's 63 characters.
+stay <= MAX_RUN_ID_LENGTH, so the job name `<run id>-<stack code>-a<attempt>` fits SageMaker's 63
+characters. Run ids carry nothing of the stack (the same upload is the same run id in dev and prod);
+job names do: SageMaker job names are unique per account and region, forever.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-MAX_RUN_ID_LENGTH = 59  # job name "<run id>-a<attempt>" <= 63 with attempts up to 10 ("-a10")
+STACK_CODE_LENGTH = 8  # the stack code in job names: 8 hex characters of the CloudFormation stack id
+# job name "<run id>-<stack code>-a<attempt>" <= 63 with attempts up to 10 ("-a10")
+MAX_RUN_ID_LENGTH = 63 - 1 - STACK_CODE_LENGTH - len("-a10")
 HASH_LENGTH = 8
 RETRY_SUFFIX_RESERVE = 4  # "-r<n>" for a release re-published after ImageNotFound (n <= 99)
 MANIFEST_NAME = "manifest.json"
