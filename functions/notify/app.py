@@ -20,4 +20,4 @@ logger = Logger()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings()
     return notify(event, settings=settings, store=RunStore(settings.runs_table), sns=client("sns"),
-                  ledger=BudgetLedger(settings.runs_table))
+                  ledger=BudgetLedger(settings.runs_table), sagemaker=client("sagemaker"))

@@ -156,6 +156,7 @@ OPS = st.lists(st.sampled_from(["admit", "retry", "finish", "fail"]), min_size=4
 def test_concurrent_interleavings_never_overshoot_and_never_leak(ledger, schedules, budget_usd, billed):
     example = next(_EXAMPLES)
     month = f"{2100 + example}-01"  # a fresh month item per example, same table
+    billed_at = datetime(2100 + example, 1, 15, tzinfo=UTC)  # settled in that month: the cost counts there
     s = _settings(monthly_budget_usd=budget_usd, min_runtime_seconds=600)
     price = budget.price_of(s)
     tag = str(example)
@@ -177,11 +178,11 @@ def test_concurrent_interleavings_never_overshoot_and_never_leak(ledger, schedul
                     if totals.committed_usd > budget_usd + 1e-6:
                         overshoot.append(totals.committed_usd)
                 elif op in ("finish", "fail") and held:
-                    ledger.settle(run, attempt, billable_seconds=billed[j % len(billed)])
+                    ledger.settle(run, attempt, billable_seconds=billed[j % len(billed)], now=billed_at)
                     held = False
                     attempt += 1
             if held:  # every run ends: nothing may stay reserved
-                ledger.settle(run, attempt, billable_seconds=billed[0])
+                ledger.settle(run, attempt, billable_seconds=billed[0], now=billed_at)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

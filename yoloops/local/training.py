@@ -329,6 +329,7 @@ class Outcome:
     # lets a test bill an hour in a second, or show a spot saving (billable < training).
     billable_s: float | None = None
     training_s: float | None = None
+    stopping_s: float = 0.0  # how long StopTrainingJob leaves the job Stopping (SIGTERM grace, upload)
 
 
 def complete(metrics: dict[str, float], *, hold: bool = False, duration_s: float = 0.0) -> Outcome:
@@ -417,6 +418,7 @@ class ScriptedTrainingBackend(TrainingBackend):
             if outcome.duration_s:
                 time.sleep(outcome.duration_s)
             if job.name in self.stop_requested:
+                time.sleep(outcome.stopping_s)
                 self._finish_stopped(job)
             elif outcome.kind == "complete":
                 files = {

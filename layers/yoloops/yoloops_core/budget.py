@@ -22,6 +22,7 @@ from yoloops_core.ledger import MonthTotals, Reservation
 from yoloops_core.models import iso, utcnow
 from yoloops_core.prices import Price, price_for
 from yoloops_core.pricing import hourly_price
+from yoloops_core.store import previous_month
 
 # Reservation races: re-read the month and try again this many times before giving up.
 MAX_ADMISSION_TRIES = 8
@@ -133,12 +134,19 @@ def admit_attempt(run_id: str, attempt: int, settings: Settings, ledger: Ledger,
     full = per_second * settings.max_runtime_seconds
     aws_spend = _aws_budget_spend(settings, budgets)
     decision: BudgetDecision | None = None
+    if not price.hourly_usd > 0:
+        raise ValueError(f"hourly price {price.hourly_usd} ({price.source}) refused: a price of 0 would admit every "
+                         "run for free; set HourlyPriceOverrideUsd to the on-demand price or leave it empty")
     for _ in range(MAX_ADMISSION_TRIES):
         totals = ledger.totals(month)
+        # Last month's attempts still running are billed this month when they end: their holds count here
+        # until settled (they only shrink, so reading them outside the transaction is conservative).
+        carried = ledger.totals(previous_month(month)).reserved_usd
         # Spend is the larger of the ledger's and AWS Budgets' (which also sees spend outside yoloops).
         extra = max(0.0, aws_spend - totals.spent_usd)
         spent = totals.spent_usd + extra
-        remaining = settings.monthly_budget_usd - spent - totals.reserved_usd
+        in_flight = totals.reserved_usd + carried
+        remaining = settings.monthly_budget_usd - spent - in_flight
         runtime, clamped, reason = settings.max_runtime_seconds, False, None
         if full > remaining + 1e-9 and per_second > 0:
             affordable = math.floor(round(max(remaining, 0.0) / per_second, 6))  # 1399.9999 is 1400 s
@@ -151,7 +159,7 @@ def admit_attempt(run_id: str, attempt: int, settings: Settings, ledger: Ledger,
         worst = per_second * runtime
         decision = BudgetDecision(
             admitted=False, attempt=attempt, month=month, budget_usd=settings.monthly_budget_usd,
-            spent_usd=round(spent, 4), in_flight_usd=round(totals.reserved_usd, 4), worst_case_usd=round(worst, 6),
+            spent_usd=round(spent, 4), in_flight_usd=round(in_flight, 4), worst_case_usd=round(worst, 6),
             full_worst_case_usd=round(full, 6), remaining_usd=round(remaining, 4), hourly_price_usd=price.hourly_usd,
             price_source=price.source, price_as_of=price.as_of, instance_type=settings.instance_type,
             instance_count=count, max_runtime_seconds=runtime, clamped=clamped, use_spot=use_spot, reason=reason)
@@ -161,7 +169,7 @@ def admit_attempt(run_id: str, attempt: int, settings: Settings, ledger: Ledger,
                           price_source=price.source, max_runtime_seconds=runtime,
                           instance_type=settings.instance_type, instance_count=count, use_spot=use_spot,
                           clamped=clamped)
-        admitted, held = ledger.reserve(res, settings.monthly_budget_usd, extra_spent_usd=extra, now=now)
+        admitted, held = ledger.reserve(res, settings.monthly_budget_usd, extra_spent_usd=extra + carried, now=now)
         if admitted:
             # A re-invoked step gets the reservation it made the first time, with its own figures.
             return decision.model_copy(update={
@@ -218,6 +226,7 @@ def budget_summary(settings: Settings, ledger: Ledger, store: Any, now: datetime
     """Spend, reservations in flight and what remains this month (CLI `budget`)."""
     month = month_of_now(now)
     totals = ledger.totals(month)
+    carried = ledger.totals(previous_month(month)).reserved_usd  # last month's attempts still running
     in_flight = store.list_in_flight(month)
     datasets: dict[str, DatasetSpend] = {}
     for run in store.list_runs_by_month(month):
@@ -225,6 +234,6 @@ def budget_summary(settings: Settings, ledger: Ledger, store: Any, now: datetime
         row.runs += 1
         row.cost_usd = round(row.cost_usd + float(run.get("cost_usd") or 0.0), 6)
     return BudgetSummary(month=month, budget_usd=settings.monthly_budget_usd, spent_usd=round(totals.spent_usd, 4),
-                         in_flight_usd=round(totals.reserved_usd, 4), in_flight_runs=len(in_flight),
-                         remaining_usd=round(settings.monthly_budget_usd - totals.committed_usd, 4),
+                         in_flight_usd=round(totals.reserved_usd + carried, 4), in_flight_runs=len(in_flight),
+                         remaining_usd=round(settings.monthly_budget_usd - totals.committed_usd - carried, 4),
                          datasets=datasets)

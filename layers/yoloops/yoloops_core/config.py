@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -31,6 +31,8 @@ class Settings(BaseModel):
     slack_channel: str = ""
     slack_api_url: str = "https://slack.com/api/"
     github_webhook_secret_arn: str | None = None
+    # Slack app signing secret: the Approve / Reject buttons' requests are verified with it.
+    slack_signing_secret_arn: str | None = None
     wandb_secret_arn: str | None = None
 
     # Training plan (template parameters).
@@ -66,20 +68,32 @@ class Settings(BaseModel):
     model_registry: bool = True
     model_package_group_prefix: str = "yoloops"
 
+    # Stacks sharing an account (yoloops_core.stacks): the yoloops:stack tag value (the stack name) and the
+    # stack code in every job name (8 hex characters of the stack id), so two stacks never share a job name
+    # and each one's watchdog and reconcile touch only its own jobs. Empty (tests): job names carry no code.
+    stack_name: str = ""
+    stack_code: str = Field("", pattern=r"^[a-z0-9]{0,8}$")
+
     # Base weights of every run ("", "champion", or a .pt under models/pretrained/; see yoloops_core.weights).
     base_weights: str = ""
 
     # Budget gate.
     monthly_budget_usd: float = Field(100.0, ge=0.0)
-    hourly_price_override_usd: float | None = Field(None, ge=0.0)
+    hourly_price_override_usd: float | None = None  # > 0 (validated below: a price of 0 would disable the gate)
     # An attempt that cannot afford MaxRuntime runs clamped if the rest buys at least this much.
     min_runtime_seconds: int = Field(900, ge=60)
     # When set, spend is the larger of the ledger's and this AWS Budget's actual spend.
     budget_name: str | None = None
+    # The stack's own AWS Budget: the scheduled check compares its actual spend with the ledger's.
+    ledger_check_budget_name: str | None = None
     # Spot-related failed attempts of one run (no capacity, MaxWaitTimeExceeded) before going on-demand.
     spot_failures_before_on_demand: int = Field(2, ge=1)
     # Watchdog: a run in flight longer than this is stuck (default: every attempt's max wait + image wait).
     stuck_after_seconds: int | None = Field(None, ge=60)
+
+    # Approval gate (yoloops_core.approval): none | train | promote | both; how long a run waits for a person.
+    require_approval: Literal["none", "train", "promote", "both"] = "none"
+    approval_timeout_hours: float = Field(24.0, gt=0, le=8760)
 
     # GitHub release trigger.
     allow_prereleases: bool = False
@@ -109,6 +123,15 @@ class Settings(BaseModel):
                 raise ValueError(f"not a JSON object: {exc}") from exc
         if isinstance(value, dict):  # SageMaker hyperparameters are strings
             return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+        return value
+
+    @field_validator("hourly_price_override_usd")
+    @classmethod
+    def _positive_price(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:  # also NaN
+            raise ValueError(f"{value} refused: an hourly price of 0 (or less) would make every run free and turn "
+                             "the budget gate off; leave HourlyPriceOverrideUsd empty to use the AWS Price List API "
+                             "price, or set the instance's on-demand hourly price")
         return value
 
     @classmethod

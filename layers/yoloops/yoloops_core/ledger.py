@@ -12,6 +12,8 @@ Amounts are Decimals with 6 decimal places (micro-dollars) inside; floats at the
 
 from __future__ import annotations
 
+import random
+import time
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -28,6 +30,10 @@ MICRO = Decimal("0.000001")
 BUDGET_SK = "BUDGET"
 RESERVATION_PREFIX = "RESERVATION#"
 RESERVED, SETTLED = "reserved", "settled"
+# DynamoDB cancels a transaction that touches an item another transaction holds (TransactionConflict):
+# the month item is shared by every admission and settlement, so such a cancel is retried, jittered.
+CONFLICT_TRIES = 6
+CONFLICT_BACKOFF_S = 0.05
 
 
 def usd(value: float | Decimal | int, rounding: str = ROUND_HALF_UP) -> Decimal:
@@ -60,6 +66,7 @@ class Reservation(BaseModel):
     training_seconds: float | None = None
     reserved_at: str | None = None
     settled_at: str | None = None
+    billed_month: str | None = None  # the month its cost counts in (it may differ from `month` at a boundary)
 
 
 class MonthTotals(BaseModel):
@@ -81,6 +88,15 @@ def _cancellation_codes(exc: Exception) -> list[str] | None:
     if response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return None
     return [str(r.get("Code") or "None") for r in response.get("CancellationReasons") or []]
+
+
+def _is_conflict(exc: Exception) -> bool:
+    """A transaction cancelled only because another one held an item (never a failed condition)."""
+    code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+    if code == "TransactionConflictException":
+        return True
+    codes = _cancellation_codes(exc)
+    return bool(codes) and "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
 
 
 def _num(attr: dict[str, Any] | None) -> float:
@@ -113,6 +129,18 @@ class BudgetLedger(DynamoTable):
 
     # ------------------------------------------------------------ writes
 
+    def _transact(self, items: list[dict[str, Any]], sleep: Any = time.sleep) -> None:
+        """TransactWriteItems, retried (bounded, full jitter) while it only conflicts with another transaction."""
+        for attempt in range(CONFLICT_TRIES):
+            try:
+                self.ddb.transact_write_items(TransactItems=items)
+                return
+            except Exception as exc:
+                if not _is_conflict(exc) or attempt == CONFLICT_TRIES - 1:
+                    raise
+                logger.info("ledger transaction conflict, retrying", extra={"attempt": attempt + 1})
+                sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2 ** attempt))
+
     def reserve(self, res: Reservation, budget_usd: float, extra_spent_usd: float = 0.0,
                 now: datetime | None = None) -> tuple[bool, Reservation]:
         """Hold `res.amount_usd` iff committed + amount + extra <= budget. Idempotent per attempt:
@@ -126,7 +154,7 @@ class BudgetLedger(DynamoTable):
                                      "reserved_at": iso(now or utcnow())})
         item = {"pk": run_pk(res.run_id), "sk": reservation_sk(res.attempt), **res.model_dump(exclude_none=True)}
         try:
-            self.ddb.transact_write_items(TransactItems=[
+            self._transact([
                 {"Put": {"TableName": self.table, "Item": _ser(item),
                          "ConditionExpression": "attribute_not_exists(pk)"}},
                 {"Update": {"TableName": self.table,
@@ -145,7 +173,7 @@ class BudgetLedger(DynamoTable):
                     return True, existing
             if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
                 return False, res
-            raise  # a conflict with another transaction: let the caller's retry decide
+            raise  # conflicts were retried by _transact: this one is something else
         logger.info("budget reserved", extra={"run_id": res.run_id, "attempt": res.attempt,
                                               "amount_usd": float(amount), "month": res.month})
         return True, res
@@ -154,6 +182,8 @@ class BudgetLedger(DynamoTable):
                now: datetime | None = None) -> Reservation | None:
         """Turn the attempt's reservation into its actual cost (billable seconds x the reserved price).
 
+        The cost counts in the month it is billed (the month of `now`, when the attempt is seen ended); the
+        hold leaves the month it was reserved in, so a reservation across a month boundary moves over.
         Returns the settled reservation, or None when there is none or it was settled already."""
         res = self.reservation(run_id, attempt)
         if res is None or res.state != RESERVED:
@@ -163,31 +193,39 @@ class BudgetLedger(DynamoTable):
         actual = min(usd(Decimal(str(res.hourly_usd)) * hours * res.instance_count), usd(res.amount_usd))
         amount = usd(res.amount_usd)
         at = iso(now or utcnow())
+        billed_month = at[:7]
         values = {":settled": {"S": SETTLED}, ":reserved": {"S": RESERVED}, ":actual": _n(actual),
-                  ":billed": _n(usd(billable_seconds)), ":at": {"S": at}}
-        sets = "#s = :settled, actual_usd = :actual, billable_seconds = :billed, settled_at = :at"
+                  ":billed": _n(usd(billable_seconds)), ":at": {"S": at}, ":bm": {"S": billed_month}}
+        sets = ("#s = :settled, actual_usd = :actual, billable_seconds = :billed, settled_at = :at, "
+                "billed_month = :bm")
         if training_seconds is not None:
             values[":trained"] = _n(usd(training_seconds))
             sets += ", training_seconds = :trained"
+
+        def month(m: str, expression: str, vals: dict[str, Any]) -> dict[str, Any]:
+            return {"Update": {"TableName": self.table, "Key": {"pk": {"S": budget_pk(m)}, "sk": {"S": BUDGET_SK}},
+                               "UpdateExpression": expression, "ExpressionAttributeValues": vals}}
+
+        items = [{"Update": {"TableName": self.table,
+                             "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": reservation_sk(attempt)}},
+                             "UpdateExpression": "SET " + sets, "ConditionExpression": "#s = :reserved",
+                             "ExpressionAttributeNames": {"#s": "state"}, "ExpressionAttributeValues": values}}]
+        if billed_month == res.month:
+            items.append(month(res.month, "ADD committed :d, reserved :r, spent :s",
+                               {":d": _n(actual - amount), ":r": _n(-amount), ":s": _n(actual)}))
+        else:
+            items.append(month(res.month, "ADD committed :r, reserved :r", {":r": _n(-amount)}))
+            items.append(month(billed_month, "ADD committed :s, spent :s", {":s": _n(actual)}))
         try:
-            self.ddb.transact_write_items(TransactItems=[
-                {"Update": {"TableName": self.table,
-                            "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": reservation_sk(attempt)}},
-                            "UpdateExpression": "SET " + sets, "ConditionExpression": "#s = :reserved",
-                            "ExpressionAttributeNames": {"#s": "state"}, "ExpressionAttributeValues": values}},
-                {"Update": {"TableName": self.table,
-                            "Key": {"pk": {"S": budget_pk(res.month)}, "sk": {"S": BUDGET_SK}},
-                            "UpdateExpression": "ADD committed :d, reserved :r, spent :s",
-                            "ExpressionAttributeValues": {":d": _n(actual - amount), ":r": _n(-amount),
-                                                          ":s": _n(actual)}}},
-            ])
+            self._transact(items)
         except Exception as exc:
             codes = _cancellation_codes(exc)
             if codes and codes[0] == "ConditionalCheckFailed":
                 return None  # settled by a concurrent closer
             raise
         logger.info("budget settled", extra={"run_id": run_id, "attempt": attempt, "actual_usd": float(actual),
-                                             "released_usd": float(amount - actual)})
+                                             "released_usd": float(amount - actual), "month": res.month,
+                                             "billed_month": billed_month})
         return res.model_copy(update={"state": SETTLED, "actual_usd": float(actual),
                                       "billable_seconds": billable_seconds, "training_seconds": training_seconds,
-                                      "settled_at": at})
+                                      "settled_at": at, "billed_month": billed_month})

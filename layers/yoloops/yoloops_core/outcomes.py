@@ -17,12 +17,13 @@ from yoloops_core.config import Settings
 from yoloops_core.models import EventType, RunStatus, iso, utcnow
 from yoloops_core.notifications import Notification, Publisher, publish
 from yoloops_core.pricing import UnknownInstanceType
+from yoloops_core.reconcile import settle_from_jobs
 from yoloops_core.run_metrics import emit_run_metrics
 from yoloops_core.steps import StepError, failure_reason
 
 logger = Logger(child=True)
 
-OUTCOMES = ("finished", "rejected", "budget_blocked", "failed")
+OUTCOMES = ("finished", "rejected", "budget_blocked", "failed", "not_approved")
 
 
 def _d(value: Any) -> dict[str, Any]:
@@ -97,10 +98,22 @@ def _report_text(report: dict[str, Any]) -> str:
 
 
 def _settled_cost(run_id: str, settings: Settings, store: Any, ledger: Any, record: dict[str, Any],
-                  now: datetime) -> tuple[float | None, float | None]:
-    """Settle the run's reservations from its recorded billing; (cost, spot savings %) over attempts."""
+                  now: datetime, sagemaker: Any = None) -> tuple[float | None, float | None]:
+    """Settle the run's reservations; (cost, spot savings %) over attempts.
+
+    With SageMaker at hand, every attempt whose job exists is settled from DescribeTrainingJob's billing
+    (never $0 because Evaluate or Promote failed before recording it); a job still running keeps its hold
+    until its own state-change event settles it. Without, from the billing the run record holds."""
     if ledger is not None:
-        settle_run(run_id, store.get_run(run_id) or record, ledger, now=now)
+        if sagemaker is not None:
+            try:
+                settle_from_jobs(run_id, store.get_run(run_id) or record, ledger, sagemaker, now=now,
+                                 stack_code=settings.stack_code)
+            except Exception as exc:  # never lose the notification; the job's event or the sweep settles later
+                logger.warning("could not settle from DescribeTrainingJob; the holds stay until the job's event "
+                               "or the watchdog settles them", extra={"run_id": run_id, "error": str(exc)[:300]})
+        else:
+            settle_run(run_id, store.get_run(run_id) or record, ledger, now=now)
         cost = run_cost(ledger.reservations(run_id))
         if cost is not None:
             return round(cost.cost_usd, 6), cost.spot_savings_pct
@@ -115,7 +128,7 @@ def _settled_cost(run_id: str, settings: Settings, store: Any, ledger: Any, reco
 
 
 def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher, ledger: Any = None,
-           now: datetime | None = None) -> dict[str, Any]:
+           sagemaker: Any = None, now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
     event = _d(event)
     outcome = event.get("outcome") if event.get("outcome") in OUTCOMES else "failed"
@@ -195,6 +208,11 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher, ledger
         else:
             reason = "the monthly training budget would be exceeded"
         text = f"Run for {label} blocked by the budget gate, no training job created: {reason}."
+    elif outcome == "not_approved":  # the train approval was rejected or timed out (yoloops_core.approval)
+        status, etype = RunStatus.NOT_APPROVED, EventType.NOT_APPROVED
+        reason = _s(_d(state.get("approval")).get("reason")) or "training was not approved"
+        text = (f"Run {run_id} for {label} ended before training, no training job created: {reason}. "
+                "Its budget reservation is released.")
     else:
         status, etype = RunStatus.FAILED, EventType.FAILED
         reason = reason or _failure(state)
@@ -205,7 +223,7 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher, ledger
     interruptions = int(_num(record.get("interruptions")) or 0)
     started = _parse_ts(record.get("started_at")) or _parse_ts(run.get("started_at"))
     duration = round((now - started).total_seconds(), 1) if started else None
-    cost, savings = _settled_cost(run_id, settings, store, ledger, record, now)
+    cost, savings = _settled_cost(run_id, settings, store, ledger, record, now, sagemaker)
     metric_name = _s(evaluation.get("metric")) or settings.promotion_metric
     store.update_run(
         run_id, now=now, status=status, note=reason or outcome, finished_at=iso(now), duration_s=duration,

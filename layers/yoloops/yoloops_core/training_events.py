@@ -40,6 +40,7 @@ logger = Logger(child=True)
 DETAIL_TYPE = "SageMaker Training Job State Change"
 INTERRUPTED = "Interrupted"
 MAX_WAIT_EXCEEDED = "MaxWaitTimeExceeded"
+ENDED = ("Completed", "Failed", "Stopped")
 
 
 class _Transition(BaseModel):
@@ -67,6 +68,8 @@ class TrainingJobDetail(BaseModel):
     SecondaryStatusTransitions: list[_Transition] = Field(default_factory=list)
     FinalMetricDataList: list[_Metric] = Field(default_factory=list)
     TrainingJobArn: str | None = None
+    BillableTimeInSeconds: int | float | None = None
+    TrainingTimeInSeconds: int | float | None = None
 
 
 class TrainingJobStateChange(EventBridgeModel):
@@ -195,6 +198,11 @@ class TrainingEventDeps:
     # job name -> FinalMetricDataList (DescribeTrainingJob); the event detail does not carry metrics.
     describe_metrics: Any  # Callable[[str], list[dict]]
     console_region: str = "us-east-1"
+    # (run id, attempt, event detail) -> settle that attempt's reservation once its job has ended
+    # (yoloops_core.reconcile.settle_ended_attempt); None: no settling (tests of transitions only).
+    settle: Any = None
+    # Settings.stack_code: another stack's job in the same account is not ours (its name has another code).
+    stack_code: str = ""
 
 
 def _ignored(reason: str, run_id: str | None = None, level: str = "info") -> EventOutcome:
@@ -211,9 +219,11 @@ def handle_training_event(event: Any, deps: TrainingEventDeps) -> EventOutcome:
     except ValidationError as exc:
         return _ignored(describe_validation_error(exc, "training job state change"), level="warning")
     detail = change.detail
-    parsed = run_id_from_job_name(detail.TrainingJobName)
+    parsed = run_id_from_job_name(detail.TrainingJobName, deps.stack_code)
     if parsed is None:
-        return _ignored(f"job {detail.TrainingJobName} is not a yoloops job (no '-a<attempt>' suffix)")
+        return _ignored(f"job {detail.TrainingJobName} is not this stack's (no '-{deps.stack_code}-a<attempt>' "
+                        "suffix)" if deps.stack_code else
+                        f"job {detail.TrainingJobName} is not a yoloops job (no '-a<attempt>' suffix)")
     run_id, attempt = parsed
     correlate(logger, run_id)  # every log line of this event names its run
     secondary = detail.SecondaryStatus or detail.TrainingJobStatus
@@ -229,6 +239,11 @@ def handle_training_event(event: Any, deps: TrainingEventDeps) -> EventOutcome:
         return _ignored(f"job {detail.TrainingJobName}: no run record {run_id}; not ours", run_id)
     if secondary == MAX_WAIT_EXCEEDED and result.outcome == "recorded":
         logger.warning("spot capacity wait exceeded", extra=log)
+    # The job's end settles its reservation now, not at the next sweep; re-sends are no-ops (the
+    # ledger settles once), and a failure here raises so EventBridge's retry settles it.
+    if detail.TrainingJobStatus in ENDED and deps.settle is not None \
+            and deps.settle(run_id, attempt, event["detail"]) is not None:
+        logger.info("reservation settled on the job's end", extra=log)
     # Interruptions come from the whole transition list, each with its own key: one event may carry
     # several transitions at once (an Interrupted one hidden behind the current status), and a later
     # event repeats earlier ones (their keys make those repeats no-ops).
@@ -304,9 +319,20 @@ def default_deps() -> TrainingEventDeps:
     def describe_metrics(job: str) -> list[dict[str, Any]]:
         return aws.client("sagemaker").describe_training_job(TrainingJobName=job).get("FinalMetricDataList", [])
 
+    def settle(run_id: str, attempt: int, detail: dict[str, Any]) -> Any:
+        from yoloops_core.ledger import BudgetLedger
+        from yoloops_core.reconcile import settle_ended_attempt
+        from yoloops_core.store import RunStore
+
+        ddb = aws.client("dynamodb")
+        return settle_ended_attempt(run_id, attempt, detail, ledger=BudgetLedger(settings.runs_table, ddb=ddb),
+                                    store=RunStore(settings.runs_table, ddb=ddb), sagemaker=aws.client("sagemaker"))
+
     return TrainingEventDeps(
         store=DynamoTrainingEventStore(settings.runs_table, aws.client("dynamodb")),
         notify=lambda n: publish(n, settings.notifications_topic_arn, aws.client("sns")),
         describe_metrics=describe_metrics,
         console_region=settings.console_region,
+        settle=settle,
+        stack_code=settings.stack_code,
     )
