@@ -7,12 +7,14 @@ import time
 import typer
 from rich.live import Live
 
+from yoloops.cli import train
 from yoloops.cli.common import emit_json, fail, handle_errors, state_of
 from yoloops.views import err, out, print_run, runs_table
 
 app = typer.Typer()
-run_app = typer.Typer(no_args_is_help=True, help="Inspect one run.")
+run_app = typer.Typer(no_args_is_help=True, help="Inspect one run, or run it again.")
 app.add_typer(run_app, name="run")
+run_app.command("retry")(handle_errors(train.retry_cmd))
 
 
 @app.command("runs")

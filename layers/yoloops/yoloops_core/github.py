@@ -25,12 +25,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from yoloops_core.hyperparameters import TrainingHyperparameters
 from yoloops_core.logs import correlate
 from yoloops_core.models import (
     DatasetRef,
@@ -153,43 +154,6 @@ class ReleaseEvent(BaseModel):
     release: _Release
     repository: _Repository
     sender: _Sender = Field(default_factory=_Sender)
-
-
-class TrainingHyperparameters(BaseModel):
-    """Overrides accepted in a release's yaml block; the container re-validates them (strings there)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    model: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-    epochs: int | None = Field(None, ge=1, le=10_000)
-    imgsz: int | None = Field(None, ge=32, le=4096)
-    batch: int | None = Field(None, ge=-1, le=4096)
-    patience: int | None = Field(None, ge=0, le=10_000)
-    lr0: float | None = Field(None, gt=0, le=1)
-    lrf: float | None = Field(None, gt=0, le=1)
-    momentum: float | None = Field(None, ge=0, le=1)
-    weight_decay: float | None = Field(None, ge=0, le=1)
-    warmup_epochs: float | None = Field(None, ge=0, le=100)
-    optimizer: Literal["auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"] | None = None
-    seed: int | None = Field(None, ge=0)
-    close_mosaic: int | None = Field(None, ge=0)
-    mosaic: float | None = Field(None, ge=0, le=1)
-    fliplr: float | None = Field(None, ge=0, le=1)
-    cos_lr: bool | None = None
-
-    @field_validator("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "mosaic", "fliplr",
-                     mode="before")
-    @classmethod
-    def _ints_are_floats(cls, value: Any) -> Any:
-        # YAML reads `lr0: 1` as an int; strict mode would refuse it for a float field.
-        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    def as_strings(self) -> dict[str, str]:
-        """SageMaker hyperparameters are strings."""
-        out = {}
-        for key, value in self.model_dump(exclude_none=True).items():
-            out[key] = str(value).lower() if isinstance(value, bool) else str(value)
-        return out
 
 
 class ReleaseBlock(BaseModel):
