@@ -104,7 +104,7 @@ def test_training_run_produces_every_output(trained):
     args = (model / "args.yaml").read_text()
     assert "epochs: 2" in args and "imgsz: 64" in args and "batch: 8" in args
     # the Roboflow YAML's ../train/images was rewritten to the channel
-    assert f"data: {base / 'work' / 'data.yaml'}" in args
+    assert f"data: {base / 'tmp' / 'data.yaml'}" in args  # scratch: <base>/tmp locally, /tmp/yoloops on SageMaker
     # checkpoints in the checkpoint dir, label caches kept next to them for a restarted job
     assert (base / "checkpoints" / "last.pt").exists()
     assert list((base / "checkpoints" / "label_cache").glob("*.cache"))
@@ -387,7 +387,8 @@ def test_the_job_leaves_a_complete_model_bundle(trained):
             assert f["max_abs_diff_vs_pytorch"] < 0.05, (fmt, f)
     deploy = (model / "DEPLOY.md").read_text()
     assert "trtexec --onnx=model.onnx" in deploy and "format=engine" in deploy and "Jetson" in deploy
-    assert not (trained["base"] / "work" / "bundle").exists() or not any((trained["base"] / "work" / "bundle").iterdir())
+    scratch = trained["mod"].Paths.from_env({"SAGEMAKER_BASE_DIR": str(trained["base"])}).work
+    assert not (scratch / "bundle").exists() or not any((scratch / "bundle").iterdir())
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import JobFailure
+from .storage import scratch_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Paths:
     model: Path
     output: Path
     checkpoints: Path
-    work: Path  # scratch: extracted zip datasets, rewritten data.yaml (not uploaded by SageMaker)
+    work: Path  # scratch (storage.scratch_dir): extracted zips, data.yaml, Ultralytics' run folder; not uploaded
 
     @property
     def failure(self) -> Path:
@@ -43,7 +44,7 @@ class Paths:
             model=base / "model",
             output=base / "output",
             checkpoints=Path(env.get("SM_CHECKPOINT_DIR") or base / "checkpoints"),
-            work=base / "work",
+            work=scratch_dir(base, env),
         )
 
 
@@ -81,6 +82,8 @@ class TrainConfig:
     # Share of train split off to val (by file-name hash) when the dataset has none: the stack passes its
     # ValFraction so the job splits exactly as the validation report said.
     val_fraction: float = 0.15
+    # "probe": report the host (probe.py, `yoloops image probe`) instead of training
+    yoloops_mode: str = "train"
 
     def validate(self) -> None:
         problems = []
@@ -98,6 +101,8 @@ class TrainConfig:
             problems.append("lr0, patience and close_mosaic must be >= 0")
         if not 0 <= self.val_fraction <= 0.9:
             problems.append(f"val_fraction must be in [0, 0.9], got {self.val_fraction}")
+        if self.yoloops_mode not in {"train", "probe"}:
+            problems.append(f"yoloops_mode must be train|probe, got {self.yoloops_mode!r}")
         if not self.model.endswith((".pt", ".yaml", ".yml")):
             problems.append(f"model must name a .pt weights file or a model .yaml, got {self.model!r}")
         if problems:

@@ -11,6 +11,7 @@ from pathlib import Path
 from .common import JobFailure, log
 from .labelcheck import check_labels, label_for
 from .layouts import DEFAULT_VAL_FRACTION, normalize
+from .storage import MARGIN_BYTES, require_free, zip_extracted_bytes
 
 
 def _safe_extract(archive: Path, dest: Path) -> None:
@@ -50,6 +51,7 @@ def prepare_dataset(channel: Path, work: Path, val_fraction: float = DEFAULT_VAL
         root = work / "dataset"
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
+        require_free(root, zip_extracted_bytes(zips[0]) + MARGIN_BYTES, f"extracting {zips[0].name}")
         _safe_extract(zips[0], root)
     norm = normalize(root, work, val_fraction)
     checked = check_labels(norm.splits, len(norm.names), root)

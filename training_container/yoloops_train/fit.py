@@ -15,6 +15,7 @@ from .config import Paths, TrainConfig, resolve_model
 from .dataset import PreparedDataset
 from .outputs import metric_values, per_class_map
 from .resume import SIGNALS, checkpoint_state, committed_epochs, emit_pending, reconcile, reset
+from .storage import commit_copy, run_dir
 from .throughput import fallback_workers, is_loader_crash, world_size
 from .tracking import WandbRun
 from .trainer import JOB_ENV, YoloopsTrainer, job_context, rank_errors
@@ -22,8 +23,8 @@ from .trainer import JOB_ENV, YoloopsTrainer, job_context, rank_errors
 
 def _overrides(paths: Paths, cfg: TrainConfig, ds: PreparedDataset, speed: dict[str, Any], state: str) -> dict:
     last = paths.checkpoints / "last.pt"
-    overrides: dict[str, Any] = {"data": str(ds.yaml_path), "save_dir": str(paths.checkpoints), "exist_ok": True,
-                                 **speed}
+    run = run_dir(paths.work)  # never the checkpoint mount: Ultralytics deletes its save_dir on a fresh DDP run
+    overrides: dict[str, Any] = {"data": str(ds.yaml_path), "save_dir": str(run), "exist_ok": True, **speed}
     if state == "resumable":
         overrides.update(model=str(last), resume=str(last))
         return overrides
@@ -32,12 +33,21 @@ def _overrides(paths: Paths, cfg: TrainConfig, ds: PreparedDataset, speed: dict[
         optimizer=cfg.optimizer, lrf=cfg.lrf, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
         warmup_epochs=cfg.warmup_epochs, close_mosaic=cfg.close_mosaic, mosaic=cfg.mosaic,
         fliplr=cfg.fliplr, seed=cfg.seed, cos_lr=cfg.cos_lr, plots=cfg.plots, compile=cfg.compile,
-        project=str(paths.checkpoints.parent), name=paths.checkpoints.name, save=True, save_period=-1,
+        project=str(run.parent), name=run.name, save=True, save_period=-1,
         val=True, verbose=True,
     )
     if cfg.lr0:
         overrides["lr0"] = cfg.lr0
     return overrides
+
+
+def _stage_results(paths: Paths) -> None:
+    """A resumed Ultralytics run appends to <save_dir>/results.csv: start it from the committed copy."""
+    csv = paths.checkpoints / "results.csv"
+    run = run_dir(paths.work)
+    run.mkdir(parents=True, exist_ok=True)
+    if csv.exists():
+        commit_copy(csv, run / "results.csv")
 
 
 def prepare_resume(paths: Paths, cfg: TrainConfig) -> tuple[str, int]:
@@ -78,7 +88,7 @@ def fit(paths: Paths, cfg: TrainConfig, ds: PreparedDataset, speed: dict[str, An
     """
     ranks = world_size(speed)
     os.environ[JOB_ENV] = job_context(ds, paths.checkpoints / "label_cache", devices, cfg.wandb_project,
-                                      dataclasses.asdict(cfg))
+                                      dataclasses.asdict(cfg), checkpoints=paths.checkpoints)
     attempts = [speed["workers"], *fallback_workers(speed["workers"])]
     for i, workers in enumerate(attempts):
         state, committed = prepare_resume(paths, cfg)
@@ -86,6 +96,7 @@ def fit(paths: Paths, cfg: TrainConfig, ds: PreparedDataset, speed: dict[str, An
             break
         if state == "resumable":
             log(f"resuming from {paths.checkpoints / 'last.pt'} after epoch {committed}")
+            _stage_results(paths)
         trainer = YoloopsTrainer(overrides=_overrides(paths, cfg, ds, {**speed, "workers": workers}, state))
         SIGNALS.forward = ranks > 1
         try:
@@ -95,7 +106,7 @@ def fit(paths: Paths, cfg: TrainConfig, ds: PreparedDataset, speed: dict[str, An
         except Exception as e:
             if SIGNALS.terminated:
                 raise Terminated() from e
-            reason = (rank_errors(paths.checkpoints) if ranks > 1 else "") or f"{type(e).__name__}: {e}"
+            reason = (rank_errors(run_dir(paths.work)) if ranks > 1 else "") or f"{type(e).__name__}: {e}"
             if i + 1 < len(attempts) and is_loader_crash(reason):
                 nxt = attempts[i + 1]
                 log(f"DataLoader crashed ({reason[:300]}); retrying from the last checkpoint with workers={nxt}"

@@ -12,12 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import common
+from . import common, host
 from .common import JobFailure, Terminated, emit, format_metric_line, log
 from .config import Paths, TrainConfig, load_config
 from .dataset import prepare_dataset, restore_label_caches
+from .ddp import plan_shm, rank_env
 from .offline import make_offline, patch_ultralytics
 from .outputs import mark_done, write_failure, write_outputs
+from .probe import host_paths, run_probe
 from .resume import (
     DONE_MARKER,
     SIGNALS,
@@ -26,16 +28,29 @@ from .resume import (
     read_epoch_log,
     restore_committed,
 )
+from .snapshot import verify_snapshot
 from .throughput import detect_machine, gpu_devices, resolve_throughput, world_size
 
 _started = False
 
 
+def check_host(paths: Paths, cfg: TrainConfig, **collect_kw) -> host.HostFacts:
+    """Log what the job runs on; stop at once (GpuUnavailable, never retried) if its GPUs cannot be used."""
+    facts = host.collect(host_paths(paths), **collect_kw)
+    for line in facts.lines():
+        log(line)
+    if cfg.device != "cpu":  # an explicit device=cpu is a choice, not a broken image
+        host.check_gpu(facts)
+    return facts
+
+
 def train(paths: Paths, cfg: TrainConfig) -> dict:
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    check_host(paths, cfg)
     # The image sets YOLO_CONFIG_DIR (fonts baked in); local runs get a stable per-machine dir.
     config_dir = Path(os.environ.get("YOLO_CONFIG_DIR") or Path(tempfile.gettempdir()) / "yoloops-ultralytics")
     make_offline(config_dir)
+    verify_snapshot(paths.train, paths.base)  # "dataset changed after validation" stops it before epoch 1
     ds = prepare_dataset(paths.train, paths.work, cfg.val_fraction)
     log(f"dataset {ds.root}: {ds.n_train} train / {ds.n_val} val images, classes {ds.names}")
 
@@ -48,6 +63,10 @@ def train(paths: Paths, cfg: TrainConfig) -> dict:
     devices = gpu_devices(cfg, machine)
     ranks = world_size(speed)
     log(f"machine: {machine.describe()}")
+    shm = plan_shm(machine.shm_bytes, speed["workers"], speed["batch"] // ranks, ranks, cfg.imgsz)
+    os.environ.update(rank_env(str(config_dir), shm.nccl_shm_disable and ranks > 1))  # the DDP ranks inherit it
+    if machine.shm_bytes:
+        log(shm.describe(machine.shm_bytes))
     log(f"settings: {speed}; {ranks} training process(es)" + (" (DDP, one per GPU)" if ranks > 1 else "")
         + f"; batch {speed['batch'] // ranks} per process, {speed['workers']} loader workers per process")
     restore_label_caches(ds, paths.checkpoints / "label_cache")
@@ -103,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(paths)
         log(f"config {dataclasses.asdict(cfg)}")
+        if cfg.yoloops_mode == "probe":
+            run_probe(paths)
+            return 0
         metrics = train(paths, cfg)
         log(f"done: {json.dumps({k: v for k, v in metrics.items() if k != 'images_per_s_by_epoch'})}")
         return 0

@@ -83,18 +83,11 @@ def gpu_devices(cfg: TrainConfig, machine: Machine) -> list[str]:
     return [str(i) for i in range(machine.gpu_count)]
 
 
-# DataLoader workers hand each batch (uint8, 3 x imgsz^2 per image) to the trainer through /dev/shm, two
-# batches in flight per worker (torch's prefetch_factor). Docker's default 64 MiB /dev/shm is a Bus error.
-_PREFETCH = 2
-
-
 def _workers_for_shm(workers: int, machine: Machine, per_rank_batch: int, ranks: int, imgsz: int) -> int:
-    if not machine.shm_bytes or workers == 0:
-        return workers
-    per_worker = _PREFETCH * per_rank_batch * 3 * imgsz * imgsz
-    if per_worker * ranks > machine.shm_bytes:
-        return 0  # even one worker per rank would not fit: load in the training process
-    return max(1, min(workers, int(machine.shm_bytes * 0.5 // (per_worker * ranks))))
+    """Workers whose batches fit in /dev/shm (ddp.plan_shm: both loaders' real prefetch, plus NCCL)."""
+    from .ddp import plan_shm
+
+    return plan_shm(machine.shm_bytes, workers, per_rank_batch, ranks, imgsz).workers
 
 
 def resolve_throughput(cfg: TrainConfig, machine: Machine, n_train: int, train_bytes: int) -> dict[str, Any]:

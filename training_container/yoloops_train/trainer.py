@@ -25,6 +25,7 @@ from .dataset import PreparedDataset, save_label_caches
 from .offline import patch_ultralytics
 from .outputs import metric_float, metric_values
 from .resume import SIGNALS, add_record, atomic_write, emit_pending
+from .storage import commit_copy
 from .throughput import GpuSampler
 from .tracking import WandbRun
 
@@ -33,9 +34,10 @@ COMMITTED_SUFFIX = ".committed.pt"  # copies kept while final_eval rewrites last
 
 
 def job_context(ds: PreparedDataset, cache_store: Path, devices: list[str], project: str,
-                config: dict[str, Any]) -> str:
+                config: dict[str, Any], checkpoints: Path | None = None) -> str:
     """What every training process needs to know about the job, as the JSON put in YOLOOPS_JOB."""
     return json.dumps({
+        "checkpoints": str(checkpoints or cache_store.parent),
         "dataset": {"yaml_path": str(ds.yaml_path), "root": str(ds.root), "names": list(ds.names),
                     "n_train": ds.n_train, "n_val": ds.n_val, "bytes_train": ds.bytes_train,
                     "label_dirs": [str(d) for d in ds.label_dirs]},
@@ -47,16 +49,31 @@ def _is_main() -> bool:
     return RANK in {-1, 0}
 
 
+def _env_rank() -> int:
+    try:
+        return int(os.environ.get("RANK", "-1"))
+    except ValueError:
+        return -1
+
+
 class YoloopsTrainer(DetectionTrainer):
-    """Checkpoints at <ckpt>/last.pt, committed atomically together with the epoch's record, never torn by SIGTERM."""
+    """Checkpoints at <ckpt>/last.pt, committed atomically together with the epoch's record, never torn by SIGTERM.
+
+    Ultralytics' save_dir is a scratch folder (storage.run_dir) it may delete; the checkpoint folder (YOLOOPS_JOB
+    "checkpoints", the SageMaker mount) only ever receives committed files, by copy and rename.
+    """
 
     def __init__(self, *a, **kw):
+        if _env_rank() != -1:
+            # A DDP rank, a fresh process: offline before BaseTrainer.__init__, whose dataset check runs check_font
+            patch_ultralytics(Path(os.environ.get("YOLO_CONFIG_DIR") or "/opt/ultralytics"))
         super().__init__(*a, **kw)
+        self.job = json.loads(os.environ.get(JOB_ENV) or "{}")
         with contextlib.suppress(OSError):
             self.wdir.rmdir()
-        self.wdir = self.save_dir
+        self.ckpt_dir = Path(self.job.get("checkpoints") or self.save_dir)
+        self.wdir = self.ckpt_dir
         self.last, self.best = self.wdir / "last.pt", self.wdir / "best.pt"
-        self.job = json.loads(os.environ.get(JOB_ENV) or "{}")
         self._epoch_t0 = self._train_s = 0.0
         self._gpu_t0, self._gpu_util = 0.0, None
         self._first_step: float | None = None
@@ -65,14 +82,13 @@ class YoloopsTrainer(DetectionTrainer):
         for event, fn in _HOOKS.items():
             if fn not in self.callbacks.get(event, []):  # DDP ranks receive the launcher's callbacks already
                 self.add_callback(event, fn)
-        if RANK != -1:  # a DDP rank, a fresh process: the same offline patches, and SIGTERM forwarded here
-            patch_ultralytics(Path(os.environ.get("YOLO_CONFIG_DIR") or "/opt/ultralytics"))
+        if RANK != -1:  # a DDP rank: SIGTERM forwarded here
             SIGNALS.install()
 
     # ------------------------------------------------------------------ rank-0 side effects
     def wandb(self) -> WandbRun:
         if self._wandb is None:
-            self._wandb = WandbRun(self.save_dir, self.job.get("wandb_project", "yoloops"), self.job.get("config", {}))
+            self._wandb = WandbRun(self.ckpt_dir, self.job.get("wandb_project", "yoloops"), self.job.get("config", {}))
         return self._wandb
 
     def _epoch_record(self) -> dict[str, Any]:
@@ -93,11 +109,15 @@ class YoloopsTrainer(DetectionTrainer):
                 stale.unlink(missing_ok=True)
             ok = super().save_model()
             extra = {"time_to_first_step_s": self._first_step} if self._first_step is not None else {}
-            add_record(self.save_dir, self._epoch_record(), **extra)  # ahead of last.pt until the rename below
+            if self.ckpt_dir != self.save_dir:  # Ultralytics' files live in scratch: commit copies with last.pt
+                for name in ("results.csv", "args.yaml"):
+                    if (self.save_dir / name).exists():
+                        commit_copy(self.save_dir / name, self.ckpt_dir / name)
+            add_record(self.ckpt_dir, self._epoch_record(), **extra)  # ahead of last.pt until the rename below
             for tmp, final in ((self.best, best), (self.last, last)):
                 if tmp.exists():
                     os.replace(tmp, final)  # a kill -9 mid-write leaves the previous last.pt intact
-            emit_pending(self.save_dir, self.epoch + 1, self.wandb())
+            emit_pending(self.ckpt_dir, self.epoch + 1, self.wandb())
         finally:
             self.last, self.best = last, best
             SIGNALS.critical -= 1

@@ -4,9 +4,11 @@
     yoloops [--local [DIR]] dataset push DIR --name NAME [--version V] [--weights W] [--wait]
     yoloops weights push FILE [--name N]
     yoloops runs [--watch] | run show RUN | logs RUN
+    yoloops train DATASET[@VERSION] [--set k=v ...] | run retry RUN [--set k=v ...]
     yoloops champion DATASET [--download DIR] [--repair] | promote RUN | rollback DATASET | budget
     yoloops dlq list | dlq redrive [--id MESSAGE_ID]
     yoloops local up | local interrupt JOB | demo
+    yoloops image probe [--instance-type T]
 
 One module per command group, each with its own `app` merged here; they share yoloops.cli.common and
 never import this module (add a group: a module with `app = typer.Typer()`, one line below).
@@ -16,13 +18,13 @@ from __future__ import annotations
 
 import typer
 
-from yoloops.cli import approval, budget, datasets, dlq, local, models, runs
+from yoloops.cli import approval, budget, datasets, dlq, image, local, models, runs, train
 from yoloops.cli.common import State
 from yoloops.client import DEFAULT_LOCAL_DIR
 
 app = typer.Typer(name="yoloops", no_args_is_help=True, add_completion=False,
                   help="Train, evaluate and promote YOLO models when datasets or releases land.")
-for group in (datasets, runs, models, budget, dlq, local, approval):
+for group in (datasets, runs, models, budget, dlq, local, approval, image, train):
     app.add_typer(group.app)
 
 

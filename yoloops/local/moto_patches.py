@@ -473,7 +473,26 @@ def _patch_sagemaker_stop_and_tags() -> None:
                     return list(job.request.get("Tags") or [])
         return original_list_tags(self, arn)
 
+    original_create = SageMakerResponse.create_training_job
+
+    def create_training_job(self) -> ActionResult:
+        """A CreateTrainingJob sent to the endpoint (not through Step Functions: `yoloops image probe`) runs
+        as a local job too, so DescribeTrainingJob and StopTrainingJob above find it."""
+        backend = ACTIVE.training
+        if backend is None:
+            return original_create(self)
+        body = self.body.decode() if isinstance(self.body, bytes) else self.body
+        try:
+            return ActionResult(backend.create_training_job(json.loads(body or "{}")))
+        except SageMakerApiError as exc:
+            if exc.code == "ValidationException":
+                raise ValidationError(exc.message) from None
+            from moto.core.exceptions import JsonRESTError
+
+            raise JsonRESTError(exc.code, exc.message) from None
+
     SageMakerResponse.stop_training_job = stop_training_job
+    SageMakerResponse.create_training_job = create_training_job
     SageMakerModelBackend.list_tags = list_tags
 
 
