@@ -56,6 +56,24 @@ def render(value: Any) -> str:
     return repr(value)
 
 
+def provider_schema(resource_type: str) -> dict[str, Any]:
+    """CloudFormation's resource provider schema of a type, as cfn-lint ships it (us-east-1)."""
+    import json
+
+    import cfnlint
+
+    data = Path(cfnlint.__file__).parent / "data" / "schemas"
+    index = json.loads((data / "providers" / "us-east-1.json").read_text())
+    return json.loads((data / "resources" / f"{index[resource_type]}.json").read_text())
+
+
+def handler_permissions(resource_type: str) -> set[str]:
+    """What CloudFormation's handlers call to create, read, update and delete a resource of that type."""
+    handlers = provider_schema(resource_type).get("handlers", {})
+    return {p for step in ("create", "read", "update", "delete")
+            for p in handlers.get(step, {}).get("permissions", [])}
+
+
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 

@@ -4,19 +4,17 @@ tags, job names, IAM scopes, event rules, registry groups and the AWS Budget eac
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from iam_view import STACK_CODE_EXPR, allow_statements, render, translated
+from iam_view import STACK_CODE_EXPR, allow_statements, provider_schema, render, translated
 from yoloops_core.models import job_name, run_id_from_job_name
 from yoloops_core.registry import group_name
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMAS = ROOT / ".venv/lib/python3.11/site-packages/cfnlint/data/schemas"
 STACK_TAG = "yoloops:stack"
 # SAM gives the EventBridge rules and SQS event source mappings it generates none of the function's Tags;
 # CloudFormation puts the stack-level tags (samconfig.toml `tags`) on them, checked below.
@@ -28,12 +26,6 @@ def cfn():
     return translated()
 
 
-def schema(resource_type: str) -> dict[str, Any]:
-    """The CloudFormation resource provider schema cfn-lint ships (us-east-1)."""
-    index = json.loads((SCHEMAS / "providers" / "us-east-1.json").read_text())
-    return json.loads((SCHEMAS / "resources" / f"{index[resource_type]}.json").read_text())
-
-
 def _tag_values(tags: Any) -> dict[str, str]:
     if isinstance(tags, dict):
         return {k: render(v) for k, v in tags.items()}
@@ -43,7 +35,7 @@ def _tag_values(tags: Any) -> dict[str, str]:
 def test_every_taggable_resource_carries_the_stack_tag(cfn):
     untagged = []
     for logical, res in cfn["Resources"].items():
-        props = schema(res["Type"]).get("properties", {})
+        props = provider_schema(res["Type"]).get("properties", {})
         key = next((k for k in ("Tags", "ResourceTags") if k in props), None)
         if key is None or res["Type"] in GENERATED_WITHOUT_TAGS:
             continue
@@ -71,7 +63,7 @@ def test_training_jobs_are_tagged_and_named_per_stack(cfn):
     run_id = "ds-pallets-v3-1a2b3c4d-5e6f7a8b"
     dev, prod = (job_name(run_id, 1, codes[s]) for s in ("yoloops-dev", "yoloops-prod"))
     assert dev != prod and len(dev) <= 63
-    # Every role that touches training jobs is scoped to its stack's names, so dev's roles match dev's jobs only.
+    # Every role that touches training jobs is scoped to its stack's names: dev's roles match dev's jobs only.
     scoped = [(role, r) for role, actions, resources, _ in allow_statements(cfn)
               for r in resources if ":training-job/" in r]
     assert {role for role, _ in scoped} >= {"TrainingStateMachineRole", "WatchdogFunctionRole",
@@ -85,7 +77,8 @@ def test_training_jobs_are_tagged_and_named_per_stack(cfn):
 
 
 def test_the_watchdog_needs_no_call_on_a_job_to_know_it_is_not_its_own(cfn):
-    (stmt,) = [s for s in allow_statements(cfn) if s[0] == "WatchdogFunctionRole" and "sagemaker:StopTrainingJob" in s[1]]
+    (stmt,) = [s for s in allow_statements(cfn)
+               if s[0] == "WatchdogFunctionRole" and "sagemaker:StopTrainingJob" in s[1]]
     assert "sagemaker:ListTags" not in stmt[1]  # the name decides; ListTags on a foreign job would be denied
 
 
@@ -109,7 +102,8 @@ def test_registry_groups_and_their_iam_scope_never_reach_another_prefix(cfn):
 def test_the_aws_budget_counts_this_stacks_spend_only(cfn):
     budget = cfn["Resources"]["SageMakerBudget"]["Properties"]["Budget"]
     assert budget["CostFilters"]["Service"] == ["Amazon SageMaker"]
-    assert [render(v) for v in budget["CostFilters"]["TagKeyValue"]] == ["user:yoloops:stack$${AWS::StackName}"]
+    tag_filter = [render(v) for v in budget["CostFilters"]["TagKeyValue"]]
+    assert tag_filter == ["user:yoloops:stack$${AWS::StackName}"]
 
 
 def test_a_failing_sweep_raises_an_alarm(cfn):
