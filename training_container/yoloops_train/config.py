@@ -145,13 +145,18 @@ def _coerce(key: str, raw: Any, typ: type) -> Any:
         raise JobFailure(f"bad hyperparameter {key}={raw!r}: expected {typ.__name__}") from None
 
 
+SAGEMAKER_KEY_PREFIXES = ("sagemaker_", "_tuning_")
+
+
 def parse_hyperparameters(raw: dict[str, Any]) -> TrainConfig:
     """hyperparameters.json (all strings) -> TrainConfig; unknown or ill-typed keys fail the job."""
     if not isinstance(raw, dict):
         raise JobFailure("hyperparameters.json must hold a JSON object")
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     types = {"int": int, "float": float, "bool": bool, "str": str}
-    unknown = sorted(k for k in raw if k not in fields and not k.startswith("sagemaker_"))
+    # SageMaker's own keys: sagemaker_* (SDK), and _tuning_objective_metric & kin that a hyperparameter tuning
+    # job adds to each of its training jobs.
+    unknown = sorted(k for k in raw if k not in fields and not k.startswith(SAGEMAKER_KEY_PREFIXES))
     if unknown:
         raise JobFailure(f"unknown hyperparameter(s) {unknown}; allowed: {sorted(fields)}")
     values = {k: _coerce(k, v, types[str(fields[k].type)]) for k, v in raw.items() if k in fields}
