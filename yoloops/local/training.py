@@ -484,6 +484,23 @@ class ProcessTrainingBackend(TrainingBackend):
                 count += 1
         return count
 
+    def _download_manifest(self, uri: str, dest: Path) -> int:
+        """A ManifestFile channel as SageMaker reads it: [{"prefix": "s3://b/p/"}, "rel", ...] -> exactly those
+        objects, each at its path relative to the prefix; a listed key that is missing fails the job."""
+        bucket, key = _split_s3(uri)
+        entries = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        prefix_uri = entries[0]["prefix"]
+        src_bucket, prefix = _split_s3(prefix_uri)
+        for rel in entries[1:]:
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.s3.download_file(src_bucket, prefix + rel, str(target))
+            except Exception as exc:
+                raise SageMakerApiError("ClientError", f"ClientError: Failed to download data. Manifest file "
+                                        f"{uri} lists {prefix_uri}{rel}, which could not be read: {exc}") from exc
+        return len(entries) - 1
+
     def _upload_dir(self, src: Path, uri: str, known: dict[str, float] | None = None) -> None:
         bucket, prefix = _split_s3(uri)
         prefix = prefix.rstrip("/") + "/" if prefix else ""
@@ -518,10 +535,14 @@ class ProcessTrainingBackend(TrainingBackend):
         channels = {}
         for channel in req.get("InputDataConfig", []):
             name = channel["ChannelName"]
-            uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+            source = channel["DataSource"]["S3DataSource"]
+            uri = source["S3Uri"]
             dest = base / "input" / "data" / name
             dest.mkdir(parents=True, exist_ok=True)
-            n = self._download_prefix(uri, dest)
+            if source.get("S3DataType") == "ManifestFile":
+                n = self._download_manifest(uri, dest)
+            else:
+                n = self._download_prefix(uri, dest)
             if n == 0:
                 raise SageMakerApiError("ClientError", f"ClientError: No S3 objects found under S3 URL \"{uri}\" given in input data source. Please ensure that the bucket exists in the selected region, that objects exist under that S3 prefix, and that the role has permission to read the objects.")
             channels[name] = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}

@@ -76,12 +76,32 @@ def validate_s3_dataset(bucket: str, dataset: DatasetRef, s3_client: Any, *,
             source: Any = ZipSource.from_s3(s3_client, bucket, dataset.key)
         except DatasetNotFound as exc:
             return validate_source(_Missing(f"s3://{bucket}/{dataset.key}", str(exc)))
-        return validate_source(source, val_fraction=val_fraction)
-    prefix_source = S3PrefixSource(s3_client, bucket, dataset.key, prefetch_labels=label_sample is None)
+        report = validate_source(source, val_fraction=val_fraction)
+        report.objects = list(source.objects)
+        return report
+    # An unversioned dataset (datasets/<name>/...) is its own files, never its version folders or zips.
+    include = unversioned_member if dataset.content_named else None
+    prefix_source = S3PrefixSource(s3_client, bucket, dataset.key, prefetch_labels=label_sample is None,
+                                   include=include)
     try:
-        return validate_source(prefix_source, val_fraction=val_fraction, label_sample=label_sample)
+        report = validate_source(prefix_source, val_fraction=val_fraction, label_sample=label_sample)
+        report.objects = list(prefix_source.objects)
+        return report
     finally:
         prefix_source.close()
+
+
+# Second-level folders that are part of a dataset's layout, never a version name (the upload sessions too).
+LAYOUT_DIRS = frozenset({"images", "labels", "train", "valid", "val", "validation", "test", "annotations"})
+
+
+def unversioned_member(rel: str) -> bool:
+    """Whether `rel` (relative to datasets/<name>/) is part of the unversioned dataset: top-level files
+    (not `<version>.zip`) and layout folders; `<version>/...` belongs to that version."""
+    first, _, rest = rel.partition("/")
+    if not rest:
+        return not first.lower().endswith(".zip")
+    return first.lower() in LAYOUT_DIRS
 
 
 class _Missing:

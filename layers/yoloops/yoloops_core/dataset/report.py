@@ -60,6 +60,8 @@ class DatasetReport(BaseModel):
     # split -> {image path: fingerprint}: the version's content record (runs/<run id>/data_index.json).
     # Not dumped: it can be large, and the report rides along the workflow state.
     index: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
+    # (S3 key, size, ETag) of exactly the objects validated: the run trains these (yoloops_core.snapshot).
+    objects: list[tuple[str, int, str]] = Field(default_factory=list, exclude=True)
 
     @computed_field  # in model_dump, so the notification (outcomes._report_text) carries it
     @property

@@ -156,10 +156,15 @@ class S3PrefixSource:
     """
 
     def __init__(self, s3: Any, bucket: str, prefix: str, *, prefetch: bool = True,
-                 use_manifest: bool = True, prefetch_labels: bool = True) -> None:
+                 use_manifest: bool = True, prefetch_labels: bool = True,
+                 include: Callable[[str], bool] | None = None) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        # Which relative paths belong to the dataset (an unversioned one leaves its version folders out).
+        self.include = include
+        # (key, size, ETag) of every object listed: exactly what was validated (the run's training snapshot).
+        self.objects: list[tuple[str, int, str]] = []
         self.prefetch = prefetch
         # False when the validator reads only a sample of the labels: GET them on demand, not all upfront.
         self.prefetch_labels = prefetch_labels
@@ -184,8 +189,11 @@ class S3PrefixSource:
                 rel = obj["Key"][len(self.prefix):]
                 if not rel or rel.endswith("/"):
                     continue  # "folder" marker objects
+                if self.include is not None and not self.include(rel):
+                    continue  # another dataset's objects under this prefix (an unversioned one's versions)
                 entry = FileEntry(rel, int(obj["Size"]), etag_fingerprint(str(obj.get("ETag", ""))))
                 out.append(entry)
+                self.objects.append((obj["Key"], entry.size, str(obj.get("ETag", "")).strip('"')))
                 if is_text_candidate(rel, entry.size):
                     waiting.append((rel, entry.size, str(obj.get("ETag", ""))))
             if manifest is None or manifest.done():
@@ -332,20 +340,26 @@ class ZipSource:
         self._key_prefix = key_prefix
         self._workers = workers
         self._infos: dict[str, zipfile.ZipInfo] = {}
+        self.objects: list[tuple[str, int, str]] = []  # the archive's (key, size, ETag) when read from S3
 
     @classmethod
     def from_s3(cls, s3: Any, bucket: str, key: str) -> ZipSource:
         try:
-            size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+            head = s3.head_object(Bucket=bucket, Key=key)
         except Exception as exc:
             if _is_missing(exc):
                 raise DatasetNotFound(f"s3://{bucket}/{key} does not exist") from exc
             raise
+        size, etag = int(head["ContentLength"]), str(head.get("ETag", "")).strip('"')
 
         def read_range(start: int, end: int) -> bytes:
-            return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read()
+            # IfMatch: every range comes from the archive that was sized (and is the run's snapshot).
+            extra = {"IfMatch": f'"{etag}"'} if etag else {}
+            return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}", **extra)["Body"].read()
 
-        return cls(read_range, size, f"s3://{bucket}/{key}", key_prefix=f"{key}!", workers=_worker_count(s3))
+        source = cls(read_range, size, f"s3://{bucket}/{key}", key_prefix=f"{key}!", workers=_worker_count(s3))
+        source.objects = [(key, size, etag)]
+        return source
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> ZipSource:
