@@ -146,6 +146,37 @@ def test_conditional_write_demands_min_improvement_on_the_same_metric(env):
     assert champion["run_id"] == "r7" and champion["previous_run_id"] == "r5" and champion["metric"] == "mAP50"
 
 
+def test_paired_verdicts_need_the_compared_champion_to_still_be_champion(env):
+    """The write requires the champion the job compared with; the recorded numbers (other val splits) are
+    not compared again for a paired verdict: a model that scores 0.3 where the champion scored less wins."""
+    store = env.store
+    assert store.put_champion_if_better("ds", "r1", "mAP50-95", 0.9, {"mAP50-95": 0.9}, "k1", compared_with=None)
+    # A first-model verdict loses once any champion exists (it was never compared with it).
+    assert not store.put_champion_if_better("ds", "r0", "mAP50-95", 0.95, {}, "k0", compared_with=None)
+    assert store.put_champion_if_better("ds", "r2", "mAP50-95", 0.3, {}, "k2", compared_with="r1", paired=True)
+    assert store.get_champion("ds")["run_id"] == "r2" and store.get_champion("ds")["previous_run_id"] == "r1"
+    # r3 was compared with r1 too, but r2 became champion during its training: kept, whatever its number.
+    assert not store.put_champion_if_better("ds", "r3", "mAP50-95", 0.99, {}, "k3", compared_with="r1", paired=True)
+    # Not like-for-like (recorded basis): identity AND the recorded numbers.
+    assert not store.put_champion_if_better("ds", "r4", "mAP50-95", 0.2, {}, "k4", compared_with="r2")
+    assert store.put_champion_if_better("ds", "r5", "mAP50-95", 0.31, {}, "k5", compared_with="r2")
+    assert [h["run_id"] for h in store.champion_history("ds")][:3] == ["r5", "r2", "r1"]
+
+
+def test_promote_keeps_a_run_whose_champion_changed_and_says_why(env, event):
+    first, late = _run(env, event, "run-a", 0.5), _run(env, event, "run-late", 0.9)
+    first["evaluation"].update(basis="first", compared_with=None)
+    late["evaluation"].update(basis="first", compared_with=None)  # it too started with no champion
+    env.s3.put_object(Bucket=env.bucket, Key="models/pallets/versions/run-late/verdict.json",
+                      Body=json.dumps({"better": True}).encode())
+    assert _promote(env, first)["promoted"] is True
+    out = _promote(env, late)
+    assert out["promoted"] is False and "champion changed during training: run-a became champion" in out["reason"]
+    verdict = json.loads(env.s3.get_object(Bucket=env.bucket, Key="models/pallets/versions/run-late/verdict.json")
+                         ["Body"].read())
+    assert verdict["promotion"]["promoted"] is False and "run-a" in verdict["promotion"]["reason"]
+
+
 def test_a_copy_failure_during_promotion_is_retried(env, event):
     ev = _run(env, event, "run-a", 0.6)
     flaky = FlakyS3(env.s3, failures=2)

@@ -16,7 +16,7 @@ import pytest
 from yoloops_core.config import Settings
 from yoloops_core.ledger import MonthTotals, Reservation
 from yoloops_core.models import RunContext, RunStatus, iso, utcnow
-from yoloops_core.store import StoreError, month_of, previous_month
+from yoloops_core.store import ANY_CHAMPION, StoreError, month_of, previous_month
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/yoloops-train:latest"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:yoloops-notifications"
@@ -110,9 +110,13 @@ class FakeStore:
         return copy.deepcopy(self.champions.get(dataset))
 
     def put_champion_if_better(self, dataset, run_id, metric, value, metrics, model_key, now=None,
-                               min_improvement=0.0, **fields) -> bool:
+                               min_improvement=0.0, compared_with=ANY_CHAMPION, paired=False, **fields) -> bool:
         cur = self.champions.get(dataset)
-        if cur is not None and cur["run_id"] != run_id and not (
+        if cur is not None and cur["run_id"] == run_id:
+            return True
+        if compared_with is not ANY_CHAMPION and (cur or {}).get("run_id") != compared_with:
+            return False
+        if cur is not None and not paired and not (
                 cur["metric_value"] < value and cur["metric_value"] <= value - min_improvement):
             return False
         prev = cur["run_id"] if cur and cur["run_id"] != run_id else (cur or {}).get("previous_run_id")

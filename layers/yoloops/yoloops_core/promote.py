@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict
 
 from yoloops_core.evaluate import split_s3_uri
 from yoloops_core.models import RunContext
+from yoloops_core.verdict import PAIRED
+from yoloops_core.verdict_report import verdict_key
 
 logger = Logger(child=True)
 
@@ -56,11 +58,28 @@ class Evaluation(BaseModel):
     model_artifacts: str | None = None
     min_improvement: float = 0.0
     model_package_arn: str | None = None
+    # The verdict's basis (paired | recorded | first) and the champion it was reached against; absent in
+    # results of older runs (then the write compares recorded numbers only, as before).
+    basis: str | None = None
+    compared_with: str | None = None
 
 
 class PromoteEvent(BaseModel):
     run: RunContext
     evaluation: Evaluation
+
+
+def record_promotion(s3: Any, bucket: str, run: RunContext, *, promoted: bool, reason: str | None) -> None:
+    """verdict.json says what became of the verdict: a better model can still lose the conditional write."""
+    key = verdict_key(run)
+    try:
+        report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except Exception:  # no verdict.json (an older run): nothing to complete
+        logger.info("no verdict.json to complete", extra={"run_id": run.run_id})
+        return
+    report["promotion"] = {"promoted": promoted, **({"reason": reason} if reason else {})}
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(report, indent=2, default=str).encode(),
+                  ContentType="application/json")
 
 
 def version_prefix(dataset: str, run_id: str) -> str:
@@ -256,17 +275,24 @@ def promote(event: PromoteEvent, *, bucket: str, store: Any, s3: Any, registry: 
     versions = version_prefix(dataset, run.run_id)
     bundle = with_retries(lambda: store_version(s3, ev.model_artifacts, bucket, versions, ev.metrics),
                           f"storing the bundle of {run.run_id} in versions/", sleep=sleep)
+    identity = {} if ev.basis is None else {"compared_with": ev.compared_with, "paired": ev.basis == PAIRED}
     won = store.put_champion_if_better(dataset, run.run_id, ev.metric, ev.challenger, ev.metrics,
                                        model_key=versions + REQUIRED_FILE, now=now,
-                                       min_improvement=ev.min_improvement)
+                                       min_improvement=ev.min_improvement, **identity)
     result: dict[str, Any] = {"promoted": won, "run_id": run.run_id, "dataset": dataset,
                               "version_key": versions + REQUIRED_FILE, "bundle": bundle, "metric": ev.metric,
                               "value": ev.challenger, "model_package_arn": ev.model_package_arn}
     if not won:
         current = store.get_champion(dataset) or {}
-        result["reason"] = (f"champion {current.get('run_id')} has {ev.metric}="
-                            f"{current.get('metric_value')}, not beaten by {ev.challenger} by at least "
-                            f"MinImprovement {ev.min_improvement:g} (it finished first)")
+        if ev.basis is not None and current.get("run_id") != ev.compared_with:
+            result["reason"] = (f"the champion changed during training: {current.get('run_id')} became champion, "
+                                f"but this run was compared with {ev.compared_with or 'no champion'}; kept (train "
+                                "it again to compare it with the new champion)")
+        else:
+            result["reason"] = (f"champion {current.get('run_id')} has {ev.metric}="
+                                f"{current.get('metric_value')}, not beaten by {ev.challenger} by at least "
+                                f"MinImprovement {ev.min_improvement:g} (it finished first)")
+        record_promotion(s3, bucket, run, promoted=False, reason=result["reason"])
         result["champion_run_id"] = current.get("run_id")
         error = _reject_own(registry, ev.model_package_arn, f"not champion: {result['reason']}")
         if error:
@@ -287,6 +313,7 @@ def promote(event: PromoteEvent, *, bucket: str, store: Any, s3: Any, registry: 
         return result
     result["champion_key"] = champion_prefix(dataset) + REQUIRED_FILE
     result["previous_run_id"] = current.get("previous_run_id")
+    record_promotion(s3, bucket, run, promoted=True, reason=None)
     logger.info("promoted", extra=result)
     return result
 

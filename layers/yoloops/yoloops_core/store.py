@@ -99,6 +99,10 @@ def _is_conditional_failure(exc: Exception) -> bool:
     return code == "ConditionalCheckFailedException"
 
 
+# put_champion_if_better without an identity condition (manual tools, older callers).
+ANY_CHAMPION: Any = object()
+
+
 def month_of(ts: str) -> str:
     return ts[:7]
 
@@ -309,7 +313,8 @@ class RunStore(DynamoTable):
 
     def put_champion_if_better(self, dataset: str, run_id: str, metric: str, value: float,
                                metrics: dict[str, float], model_key: str, now: datetime | None = None,
-                               min_improvement: float = 0.0, **fields: Any) -> bool:
+                               min_improvement: float = 0.0, compared_with: Any = ANY_CHAMPION,
+                               paired: bool = False, **fields: Any) -> bool:
         """Make `run_id` the champion unless the stored one is at least as good.
 
         One conditional write decides, evaluated by DynamoDB: of runs finishing in any order the best
@@ -318,8 +323,14 @@ class RunStore(DynamoTable):
         replaced silently) and demands `min_improvement`. `previous_run_id` is copied from the replaced
         item's `run_id` inside the same write. A re-invoked promote of the champion itself returns True.
         `fields` (e.g. model_package_arn) are stored on the champion item too.
+
+        `compared_with`: the champion the verdict was reached against (None: there was none). The write
+        then also requires the champion to still be that one; another run promoted meanwhile wins. With
+        `paired` the verdict compared both models on the same images, so the recorded numbers (measured on
+        different val splits) are not compared again: the identity is the whole condition.
         """
         at = iso(now or utcnow())
+        paired = paired and compared_with is not ANY_CHAMPION  # without an identity, numbers must decide
         key = {"pk": dataset_pk(dataset), "sk": CHAMPION_SK}
         new = {"run_id": run_id, "metric": metric, "metric_value": value, "metrics": metrics,
                "model_key": model_key, "promoted_at": at, **{k: v for k, v in fields.items() if v is not None}}
@@ -328,6 +339,11 @@ class RunStore(DynamoTable):
             current = self.get_champion(dataset)
             if current and current.get("run_id") == run_id:
                 return True
+            if compared_with is not ANY_CHAMPION and (current or {}).get("run_id") != compared_with:
+                logger.info("champion changed since the run started", extra={
+                    "dataset": dataset, "run_id": run_id, "compared_with": compared_with,
+                    "champion": (current or {}).get("run_id")})
+                return False
             if current is None:
                 try:
                     self.ddb.put_item(TableName=self.table, Item=_ser({**key, **new}),
@@ -338,22 +354,28 @@ class RunStore(DynamoTable):
                     continue
                 previous = None
             else:
-                names = {"#m": "metric", "#v": "metric_value", "#ms": "metrics", "#pm": metric,
-                         "#r": "run_id", "#p": "previous_run_id"}
-                values = {":run": _ser_value(run_id), ":metric": _ser_value(metric), ":new": _ser_value(value),
-                          ":limit": _ser_value(limit)}
+                names = {"#r": "run_id", "#p": "previous_run_id"}
+                values = {":run": _ser_value(run_id)}
+                if not paired:  # the recorded numbers are compared
+                    names.update({"#m": "metric", "#v": "metric_value", "#ms": "metrics", "#pm": metric})
+                    values.update({":metric": _ser_value(metric), ":new": _ser_value(value),
+                                   ":limit": _ser_value(limit)})
                 sets = ["#p = #r"]
                 for i, (k, v) in enumerate(new.items()):
                     names[f"#n{i}"] = k
                     values[f":n{i}"] = _ser_value(v)
                     sets.append(f"#n{i} = :n{i}")
+                condition = ("attribute_exists(pk) AND #r <> :run AND ("
+                             "(#m = :metric AND #v < :new AND #v <= :limit) OR "
+                             "(#m <> :metric AND #ms.#pm < :new AND #ms.#pm <= :limit))")
+                if compared_with is not ANY_CHAMPION:
+                    values[":expected"] = _ser_value(compared_with)
+                    identity = "attribute_exists(pk) AND #r <> :run AND #r = :expected"
+                    condition = identity if paired else f"{identity} AND {condition}"
                 try:
                     old = self.ddb.update_item(
                         TableName=self.table, Key=_ser(key), UpdateExpression="SET " + ", ".join(sets),
-                        ConditionExpression=(
-                            "attribute_exists(pk) AND #r <> :run AND ("
-                            "(#m = :metric AND #v < :new AND #v <= :limit) OR "
-                            "(#m <> :metric AND #ms.#pm < :new AND #ms.#pm <= :limit))"),
+                        ConditionExpression=condition,
                         ExpressionAttributeNames=names, ExpressionAttributeValues=values, ReturnValues="ALL_OLD",
                     )
                 except Exception as exc:
