@@ -36,3 +36,22 @@ def test_kept_uses_evaluates_reason_over_the_asl_default(event, settings, store,
     msg = _notify(ev, settings, store, sns, base_weights="scratch:yolo11n.yaml")
     assert "below MinFirstMetric 0.3" in msg["text"] and "AccessDenied" in msg["text"]
     assert msg["base_weights"] == "scratch:yolo11n.yaml"
+
+
+def test_the_verdict_table_reaches_slack_with_its_evidence(event, settings, store, sns):
+    """A kept run shows metric | challenger | champion | delta, the failed rule and the data diff."""
+    ev = event("stepfn_notify_kept.json")
+    result = ev["state"]["evaluation"]["result"]
+    result.update(basis="paired", like_for_like=True, challenger=0.003, champion=0.08, reason="not better", verdict={
+        "basis": "paired", "better": False, "metric": "mAP50-95",
+        "table": [{"split": "val", "metric": "mAP50-95", "challenger": 0.003, "champion": 0.08, "delta": -0.077}],
+        "checks": [{"rule": "val", "passed": False, "detail": "mAP50-95 0.0030 vs 0.0800 (-0.0770; MinImprovement 0)"}],
+        "class_changes": [{"class": "square", "challenger": 0.001, "champion": 0.1, "delta": -0.099, "instances": 40}],
+        "data_diff": {"available": True, "champion_version": "v1", "splits": {
+            "val": {"added": 12, "removed": 30, "changed": 0, "images": 12}}, "val_new_share": 1.0}})
+    msg = _notify(ev, settings, store, sns)
+    assert "both scored on the same images" in msg["text"]
+    verdict = next(b["text"]["text"] for b in render(msg)["blocks"] if b.get("text", {}).get("text", "").startswith("*Verdict*"))
+    assert "val   mAP50-95        0.0030    0.0800  -0.0770" in verdict
+    assert "FAIL val" in verdict and "square" in verdict and "val +12 -30 ~0 (12 images)" in verdict
+    assert "val images new since the champion's version: 100%" in verdict

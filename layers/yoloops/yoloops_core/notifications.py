@@ -26,8 +26,12 @@ class Notification(BaseModel):
     links: dict[str, str] = Field(default_factory=dict)
     reason: str | None = None
     report: dict[str, Any] | None = None
+    # A finished run's verdict (yoloops_core.verdict_report.compact_verdict): table, rules, notes, data diff.
+    verdict: dict[str, Any] | None = None
     base_weights: str | None = None  # S3 key of the .pt the run started from, or "scratch:<model yaml>"
     image_uri: str | None = None  # the training image, repo@sha256:... when CheckImage pinned it
+    # approval.requested: {"run_id", "stage"}, what the Approve / Reject buttons send back.
+    approval: dict[str, str] | None = None
 
     @property
     def subject(self) -> str:

@@ -157,6 +157,7 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher, ledger
 
     reason: str | None = None
     report: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
     metrics = _nums(record.get("metrics"))
     deltas: dict[str, float] = {}
     if outcome == "finished" and not evaluation:
@@ -167,8 +168,13 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher, ledger
         metric = _s(evaluation.get("metric")) or settings.promotion_metric
         value, champ = _num(evaluation.get("challenger")), _num(evaluation.get("champion"))
         shown = f"{metric} {value:.4f}" if value is not None else metric
+        verdict = _d(evaluation.get("verdict")) or None
         vs = "first model of the dataset" if champ is None else f"champion {champ:.4f}, delta {value - champ:+.4f}" \
             if value is not None else f"champion {champ:.4f}"
+        if champ is not None and evaluation.get("basis") == "paired":
+            vs += ", both scored on the same images"
+        elif champ is not None and evaluation.get("like_for_like") is False:
+            vs += ", NOT like-for-like: the champion's recorded number from another val split"
         if promotion.get("promoted") is True:
             status, etype = RunStatus.PROMOTED, EventType.PROMOTED
             text = f"New champion for {label}: {shown} ({vs})."
@@ -235,7 +241,7 @@ def notify(event: Any, *, settings: Settings, store: Any, sns: Publisher, ledger
         delta=deltas, attempts=attempts, interruptions=interruptions, duration_s=duration, cost_usd=cost,
         spot_savings_pct=savings,
         links=links(settings, _s(run.get("execution_arn")) or _s(record.get("execution_arn")), job),
-        reason=reason, report=report, base_weights=_s(record.get("base_weights")),
+        reason=reason, report=report, verdict=verdict, base_weights=_s(record.get("base_weights")),
         image_uri=_s(record.get("image_uri")),
     )
     message_id = publish(notification, settings.notifications_topic_arn, sns)

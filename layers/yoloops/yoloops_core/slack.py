@@ -18,6 +18,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from yoloops_core.pricing import format_usd
+from yoloops_core.verdict_report import verdict_text
 from yoloops_core.weights import describe as describe_weights
 
 logger = Logger(child=True)
@@ -32,6 +33,8 @@ EMOJI = {
     "budget.blocked": ":money_with_wings:",
     "training.failed": ":x:", "training.interrupted": ":hourglass:", "model.promoted": ":trophy:",
     "champion.kept": ":shield:", "champion.manual_promote": ":crown:", "champion.rollback": ":rewind:",
+    "approval.requested": ":raised_hand:", "approval.approved": ":white_check_mark:", "run.not_approved": ":no_entry_sign:",
+    "sweep.leaderboard": ":bar_chart:",
 }
 TITLE = {
     "run.started": "Training started", "dataset.rejected": "Dataset rejected",
@@ -40,6 +43,8 @@ TITLE = {
     "training.interrupted": "Spot interruption", "model.promoted": "New champion promoted",
     "champion.kept": "Champion kept", "champion.manual_promote": "Champion set manually",
     "champion.rollback": "Champion rolled back",
+    "approval.requested": "Approval needed", "approval.approved": "Approved", "run.not_approved": "Run not approved",
+    "sweep.leaderboard": "Sweep leaderboard",
 }
 
 
@@ -136,6 +141,20 @@ def render(message: dict[str, Any]) -> dict[str, Any]:
         # Label text and file names are in here; no ``` inside may close the code block early.
         report = escape(json.dumps(message["report"], indent=1)).replace("```", "` ` `")[:2900]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Report*\n```{report}```"}})
+    if isinstance(message.get("verdict"), dict):
+        # The verdict with its evidence: the same table as `yoloops run show` and verdict.json.
+        table = escape(verdict_text(message["verdict"])).replace("```", "` ` `")[:2900]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Verdict*\n```{table}```"}})
+    approval = message.get("approval")
+    if isinstance(approval, dict) and approval.get("run_id"):
+        # Slack posts the click to the app's interactivity URL (yoloops_core.slack_interactions).
+        value = json.dumps({"run_id": str(approval["run_id"]), "stage": str(approval.get("stage") or "")})[:2000]
+        blocks.append({"type": "actions", "block_id": "yoloops_approval", "elements": [
+            {"type": "button", "action_id": "yoloops_approve", "style": "primary", "value": value,
+             "text": {"type": "plain_text", "text": "Approve"}},
+            {"type": "button", "action_id": "yoloops_reject", "style": "danger", "value": value,
+             "text": {"type": "plain_text", "text": "Reject"}},
+        ]})
     link_names = {"execution": "Execution", "training_job": "Training job", "logs": "Logs"}
     links = [_link(url, link_names.get(k, escape(k))) for k, url in (message.get("links") or {}).items() if url]
     if links:
