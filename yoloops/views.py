@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from yoloops_core.pricing import format_usd
+from yoloops_core.verdict_report import verdict_text
 
 from yoloops.client import Stack
 
@@ -81,6 +82,9 @@ def print_run(stack: Stack, run: dict[str, Any], states: list[dict[str, Any]]) -
     for name, link in stack.links(rid, jobs[-1] if jobs else None).items():
         t.add_row(name, link)
     out.print(t)
+    if run.get("verdict"):
+        # The same table as the run's Slack message and verdict.json (yoloops_core.verdict_report).
+        out.print(escape(verdict_text(run["verdict"])), highlight=False)
 
 
 def price_line(price: dict[str, Any]) -> str:

@@ -178,6 +178,23 @@ def test_run_show_details_and_json(stack):
                                                + ":ds-a-v1")
 
 
+def test_run_show_prints_the_verdict_table(stack):
+    """The ML engineer sees the same side-by-side numbers as Slack: on which images, and which rule decided."""
+    verdict = {"basis": "paired", "better": False, "metric": "mAP50-95", "table": [
+        {"split": "val", "metric": "mAP50-95", "challenger": 0.41, "champion": 0.45, "delta": -0.04},
+        {"split": "test", "metric": "mAP50-95", "challenger": 0.40, "champion": 0.44, "delta": -0.04}],
+        "checks": [{"rule": "val", "passed": False, "detail": "mAP50-95 0.4100 vs 0.4500"}],
+        "notes": ["class lists differ: compared on the 2 classes both know (box, cone); new classes, not judged: ball"]}
+    stack.add_run("ds-a-v2", "a", RunStatus.KEPT, {"mAP50-95": 0.41}, verdict=verdict)
+    shown = stack.cli("run", "show", "ds-a-v2")
+    assert shown.exit_code == 0, shown.output
+    assert "like-for-like: both models scored in this job on the same images" in shown.stdout
+    assert "test  mAP50-95        0.4000    0.4400  -0.0400" in shown.stdout
+    assert "FAIL val" in shown.stdout and "new classes, not judged: ball" in shown.stdout
+    data = json.loads(stack.cli("run", "show", "ds-a-v2", "--json").stdout)
+    assert data["run"]["verdict"]["table"][1]["split"] == "test"
+
+
 def test_logs_prints_the_training_job_streams(stack):
     stack.add_run("ds-a-v1", "a", RunStatus.TRAINING)
     logs = stack.client("logs")
