@@ -31,6 +31,12 @@ class Settings(BaseModel):
     slack_channel: str = ""
     slack_api_url: str = "https://slack.com/api/"
     github_webhook_secret_arn: str | None = None
+    # A GitHub token: release runs write their results back to the release (yoloops_core.release_writeback)
+    # once the secret holds one. The API base URL is overridable so the local stack can fake GitHub.
+    github_token_secret_arn: str | None = None
+    github_api_url: str = "https://api.github.com"
+    # The role training jobs run as (sweeps put it in the tuning job's training job definition).
+    sagemaker_role_arn: str | None = None
     # Slack app signing secret: the Approve / Reject buttons' requests are verified with it.
     slack_signing_secret_arn: str | None = None
     wandb_secret_arn: str | None = None
