@@ -183,6 +183,7 @@ def _demo_steps(settings: DemoSettings, local: Any, t0: float) -> bool:
     # The same discovery the CLI does in another shell: <workdir>/stack.json.
     stack = Stack(load_local_stack(local.workdir))
     outcomes: list[str] = []
+    bases: list[str] = []  # each verdict's basis: v2 must be paired (scored beside the champion, same images)
     seen = len(local.slack_messages)
     # v2 fine-tunes from v1's champion (the weights channel), as a team's next dataset version would.
     versions = [("v1", settings.n_train, settings.seed, None),
@@ -199,6 +200,7 @@ def _demo_steps(settings: DemoSettings, local: Any, t0: float) -> bool:
         waited = wait_and_report(stack, result.run_id, settings.run_timeout)
         status, seen = _show_run(stack, result.run_id, waited, local, seen, t_push)
         outcomes.append(status)
+        bases.append(str(((waited.run or {}).get("verdict") or {}).get("basis")))
         started_from = (waited.run or {}).get("base_weights")
         console.print(f"started from: [bold]{describe_weights(started_from)}[/]")
         champion = stack.get_champion("shapes")
@@ -210,10 +212,11 @@ def _demo_steps(settings: DemoSettings, local: Any, t0: float) -> bool:
             console.print("[red]shapes has no champion[/]")
     bundle = _show_bundle(stack, "shapes")
     ok = outcomes[0] == "PROMOTED" and outcomes[1] in ("PROMOTED", "KEPT") and len(local.slack_messages) >= 2 \
-        and "best.pt" in bundle
+        and "best.pt" in bundle and bases == ["first", "paired"]
     console.rule()
     verdict = "[bold green]demo OK[/]" if ok else "[bold red]demo FAILED[/]"
-    console.print(f"{verdict}: v1 {outcomes[0]}, v2 {outcomes[1]}; {len(local.slack_messages)} Slack messages; "
+    console.print(f"{verdict}: v1 {outcomes[0]}, v2 {outcomes[1]} ({bases[1]} verdict); "
+                  f"{len(local.slack_messages)} Slack messages; "
                   f"wall time {time.monotonic() - t0:.0f} s")
     if settings.keep_up:
         console.print(f"\nthe stack stays up: `yoloops --local {local.workdir} runs`, "

@@ -59,6 +59,12 @@ def test_demo_trains_promotes_and_posts_to_slack(demo):
     # Version 2 fine-tuned from version 1's champion (its best.pt under versions/), not from scratch.
     second = json.loads(cli(local, "run", "show", v2, "--json").stdout)["run"]
     assert second["base_weights"] == f"models/shapes/versions/{v1}/best.pt", second.get("base_weights")
+    # Its verdict is like-for-like: the job scored v1's champion beside it on v2's own val images.
+    verdict = second["verdict"]
+    assert verdict["basis"] == "paired" and verdict["compared_with"] == v1, verdict
+    val = {r["metric"]: r for r in verdict["table"] if r["split"] == "val"}
+    assert val["mAP50-95"]["champion"] is not None and val["mAP50-95"]["challenger"] is not None
+    assert any("Verdict" in json.dumps(m) and "same images" in json.dumps(m) for m in local.slack_messages)
     # The champion's model is in S3 where the workflow put it.
     champion = json.loads(cli(local, "champion", "shapes", "--json").stdout)["champion"]
     s3 = local.client("s3")
