@@ -63,13 +63,15 @@ DRIVER_TOO_OLD = ("CUDA initialization: The NVIDIA driver on your system is too 
                   "Please update your GPU driver")
 
 
-def test_a_gpu_host_whose_driver_is_too_old_for_the_build_fails_naming_both_versions(tmp_path, paths):
+def test_a_gpu_host_whose_driver_is_too_old_for_the_build_fails_naming_both_versions(tmp_path, paths, monkeypatch):
     from yoloops_train import host
     from yoloops_train.common import JobFailure
     from yoloops_train.config import TrainConfig
     from yoloops_train.job import check_host
 
-    # g5 training hosts: driver 535 (CUDA 12.2); the image's torch is built for CUDA 13.0
+    # g5 training hosts: driver 535 (CUDA 12.2); the image's torch is built for CUDA 13.0, and the entrypoint's
+    # forward-compatibility libraries did not make it visible
+    monkeypatch.setenv("YOLOOPS_CUDA_COMPAT", "used: cuda-compat 580.82.07 on host driver 535.104.12")
     kw = fake_host(tmp_path, driver="535.104.12")
     with pytest.raises(JobFailure) as err:
         check_host(paths, TrainConfig(), torch_mod=fake_torch(warning=DRIVER_TOO_OLD), **kw)
@@ -78,6 +80,7 @@ def test_a_gpu_host_whose_driver_is_too_old_for_the_build_fails_naming_both_vers
     assert "535.104.12" in msg and "CUDA 13.0" in msg and ">= 580" in msg and "cuda-compat" in msg
     assert "found version 12020" in msg  # what torch said, too
     assert "12.x" in msg  # what this driver does run
+    assert "cuda-compat: used: cuda-compat 580.82.07 on host driver 535.104.12" in msg  # what the entrypoint did
 
 
 def test_a_device_node_without_the_proc_file_is_a_gpu_host_too(tmp_path, paths):

@@ -65,6 +65,7 @@ class HostFacts:
     ram_available_bytes: int
     shm_bytes: int
     disks: tuple[Disk, ...]
+    cuda_compat: str = ""  # what the image's entrypoint did about CUDA forward compatibility ($YOLOOPS_CUDA_COMPAT)
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -79,7 +80,8 @@ class HostFacts:
         out = [
             f"host: NVIDIA driver {self.driver_version or ('present, version unknown' if self.nvidia_present else 'none')}"
             f"; torch {self.torch_version} built for CUDA {self.torch_cuda or 'none (CPU build)'}"
-            f" with kernels for {', '.join(self.arch_list) or 'no GPU arch'}",
+            f" with kernels for {', '.join(self.arch_list) or 'no GPU arch'}"
+            + (f"; cuda-compat: {self.cuda_compat}" if self.cuda_compat else ""),
             f"host: torch sees {len(self.devices)} GPU(s){': ' + devs if devs else ''}"
             + (f" ({self.cuda_error})" if self.cuda_error and not self.devices else ""),
             f"host: {self.cpus} vCPUs, RAM {self.ram_total_bytes / gib:.1f} GiB "
@@ -184,7 +186,8 @@ def collect(paths: list[Path], *, torch_mod: Any = None, proc: Path = Path("/pro
     disks = tuple(d for d in (disk(p, mounts) for p in paths) if d is not None)
     return HostFacts(nvidia_present(proc, dev), driver_version(proc, nvml), str(torch_mod.__version__),
                      getattr(torch_mod.version, "cuda", None), available, error, arch, tuple(devices), _cpus(),
-                     total, avail, shm_disk.total_bytes if shm_disk else 0, disks)
+                     total, avail, shm_disk.total_bytes if shm_disk else 0, disks,
+                     os.environ.get("YOLOOPS_CUDA_COMPAT", ""))
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -229,6 +232,8 @@ def gpu_problem(facts: HostFacts) -> str | None:
     need = MIN_DRIVER.get(cuda[0]) if cuda else None
     have = _version_tuple(facts.driver_version)
     why = f" ({facts.cuda_error})" if facts.cuda_error else ""
+    if facts.cuda_compat:
+        why += f"; cuda-compat: {facts.cuda_compat}"
     if need and have and have[:2] < need:
         return (f"{GPU_UNAVAILABLE} the NVIDIA driver {drv} is too old for this image's CUDA {facts.torch_cuda} "
                 f"(needs driver >= {need[0]}); torch sees no GPU{why}. Fix: use an image built for a CUDA this "
