@@ -2,11 +2,12 @@
 upload sessions -> one workflow run per new upload. Partial batch failures go back to the queue."""
 
 from aws_lambda_powertools import Logger
-from yoloops_core.uploads import aws_deps, handle_batch
+from yoloops_core.upload_aws import aws_deps
+from yoloops_core.uploads import handle_batch
 
 logger = Logger()
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event, context):
-    return handle_batch(event, aws_deps())
+    return handle_batch(event, aws_deps(context))

@@ -56,8 +56,46 @@ def release_run_id(repository: str, tag: str, release_id: int | str | None, retr
 
 
 def listing_hash(entries: Iterable[tuple[str, int, str]]) -> str:
-    """SHA-256 of the sorted (relative key, size, ETag) listing; manifest.json is left out (its
-    created_at changes on every push of the same bytes). Quotes around ETags are ignored."""
-    lines = sorted(f"{key}\t{int(size)}\t{str(etag).strip(chr(34))}"
-                   for key, size, etag in entries if key.rsplit("/", 1)[-1] != MANIFEST_NAME)
-    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest()
+    """Content hash of a (relative key, size, ETag) listing; manifest.json is left out (its created_at
+    changes on every push of the same bytes). Quotes around ETags are ignored. See ListingDigest."""
+    return ListingDigest().add(entries).hexdigest()
+
+
+_MOD = 1 << 512
+
+
+class ListingDigest:
+    """An order-free hash of a listing that can be carried between Lambda invocations in a few bytes.
+
+    Each entry `key\tsize\tetag` is hashed with SHA-512 and the digests are summed mod 2^512 (a multiset
+    hash): pages can be added in any order and the state is (count, sum). A 100,000-object prefix is listed
+    over several invocations (yoloops_core.uploads) and still gets the one hash the whole listing has. This
+    detects changed uploads; it is not meant to resist someone crafting collisions (who could write the
+    bucket anyway)."""
+
+    def __init__(self, count: int = 0, total: int = 0, seen: int = 0) -> None:
+        self.count, self.total = count, total  # hashed entries (manifest.json left out) and their sum
+        self.seen = seen  # every entry added, manifest.json included (the upload's object count)
+
+    def add(self, entries: Iterable[tuple[str, int, str]]) -> ListingDigest:
+        for key, size, etag in entries:
+            self.seen += 1
+            if key.rsplit("/", 1)[-1] == MANIFEST_NAME:
+                continue
+            line = f"{key}\t{int(size)}\t{str(etag).strip(chr(34))}".encode("utf-8", "surrogatepass")
+            self.total = (self.total + int.from_bytes(hashlib.sha512(line).digest(), "big")) % _MOD
+            self.count += 1
+        return self
+
+    def state(self) -> str:
+        return f"{self.count}:{self.total:x}:{self.seen}"
+
+    @classmethod
+    def from_state(cls, state: str | None) -> ListingDigest:
+        if not state:
+            return cls()
+        count, total, seen = state.split(":")
+        return cls(int(count), int(total, 16), int(seen))
+
+    def hexdigest(self) -> str:
+        return hashlib.sha256(f"yoloops-listing-v2:{self.count}:{self.total:x}".encode()).hexdigest()

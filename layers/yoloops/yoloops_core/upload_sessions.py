@@ -47,6 +47,14 @@ class Session:
     done: bool = False
     last_content_hash: str | None = None
     last_run_id: str | None = None
+    # A closing listing carried over to the next invocation (a large prefix): where it stopped, the
+    # ListingDigest state so far, whether dataset files were seen, when it started, for which generation.
+    listing_token: str | None = None
+    listing_state: str | None = None
+    listing_data: bool = False
+    listing_started_at: str | None = None
+    listing_generation: int = 0
+    start_failures: int = 0  # StartExecution attempts that failed for this closed decision
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -64,7 +72,10 @@ class Session:
                    listing_at=s("listing_at"), content_hash=s("content_hash"), run_id=s("run_id"),
                    outcome=s("outcome"), request=json.loads(request) if request else None,
                    done=bool(item.get("done", {}).get("BOOL")), last_content_hash=s("last_content_hash"),
-                   last_run_id=s("last_run_id"))
+                   last_run_id=s("last_run_id"), listing_token=s("listing_token"), listing_state=s("listing_state"),
+                   listing_data=bool(item.get("listing_data", {}).get("BOOL")),
+                   listing_started_at=s("listing_started_at"), listing_generation=n("listing_generation"),
+                   start_failures=n("start_failures"))
 
 
 def _is_conditional_failure(exc: Exception) -> bool:
@@ -147,11 +158,13 @@ class SessionStore:
         if request is not None:
             values[":req"] = {"S": json.dumps(request, sort_keys=True)}
             sets.append("#req = :req")
-        if outcome == "start" and run_id:
-            sets += ["last_content_hash = :h", "last_run_id = :r"]
+        # last_content_hash / last_run_id move only once the run really started (mark_done): a start that
+        # failed must never make the same bytes "unchanged" later.
         try:
             self.ddb.update_item(
-                TableName=self.table, Key=self._key(session.prefix), UpdateExpression="SET " + ", ".join(sets),
+                TableName=self.table, Key=self._key(session.prefix),
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE listing_token, listing_state, listing_data, "
+                                 "listing_started_at, listing_generation, start_failures",
                 ConditionExpression="#s = :open AND generation = :g",
                 ExpressionAttributeNames={"#s": "status", **({"#req": "request"} if request is not None else {})},
                 ExpressionAttributeValues=values)
@@ -161,12 +174,43 @@ class SessionStore:
                 return False
             raise
 
-    def mark_done(self, prefix: str, generation: int) -> None:
+    def save_listing(self, session: Session, *, token: str, state: str, has_data: bool, started_at: str) -> bool:
+        """Keep a closing listing's progress for the next invocation; False when a newer object (generation)
+        or another closer got there first (the listing is then not worth continuing)."""
         try:
             self.ddb.update_item(
-                TableName=self.table, Key=self._key(prefix), UpdateExpression="SET done = :yes",
-                ConditionExpression="generation = :g",
-                ExpressionAttributeValues={":yes": {"BOOL": True}, ":g": {"N": str(generation)}})
+                TableName=self.table, Key=self._key(session.prefix),
+                UpdateExpression="SET listing_token = :t, listing_state = :st, listing_data = :d, "
+                                 "listing_started_at = :sa, listing_generation = :g",
+                ConditionExpression="#s = :open AND generation = :g",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":t": {"S": token}, ":st": {"S": state}, ":d": {"BOOL": has_data},
+                                           ":sa": {"S": started_at}, ":g": {"N": str(session.generation)},
+                                           ":open": {"S": OPEN}})
+            return True
+        except Exception as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+
+    def start_failed(self, prefix: str, generation: int, error: str) -> int:
+        """Count a failed StartExecution of the closed decision; the count so far."""
+        out = self.ddb.update_item(
+            TableName=self.table, Key=self._key(prefix),
+            UpdateExpression="SET last_start_error = :e ADD start_failures :one",
+            ExpressionAttributeValues={":e": {"S": error[:1000]}, ":one": {"N": "1"}}, ReturnValues="UPDATED_NEW")
+        return int(out["Attributes"]["start_failures"]["N"])
+
+    def mark_done(self, prefix: str, generation: int, started: tuple[str, str] | None = None) -> None:
+        """The decision was acted on; `started` = (content hash, run id) of a run that really started."""
+        sets, values = "done = :yes", {":yes": {"BOOL": True}, ":g": {"N": str(generation)}}
+        if started is not None:
+            sets += ", last_content_hash = :h, last_run_id = :r"
+            values |= {":h": {"S": started[0]}, ":r": {"S": started[1]}}
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key=self._key(prefix), UpdateExpression="SET " + sets,
+                ConditionExpression="generation = :g", ExpressionAttributeValues=values)
         except Exception as exc:  # reopened meanwhile: that session is a new upload
             if not _is_conditional_failure(exc):
                 raise

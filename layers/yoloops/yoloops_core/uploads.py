@@ -16,7 +16,9 @@ ValidateDataset reports everything else (no YAML, unsupported layout, broken lab
 from __future__ import annotations
 
 import json
+import random
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +40,7 @@ from yoloops_core.models import (
     utcnow,
 )
 from yoloops_core.notifications import Notification
-from yoloops_core.run_ids import HASH_LENGTH, MANIFEST_NAME, listing_hash
+from yoloops_core.run_ids import HASH_LENGTH, MANIFEST_NAME, ListingDigest
 from yoloops_core.runs import StartResult
 from yoloops_core.s3_trigger import S3Record
 from yoloops_core.upload_sessions import CLOSED, LISTING_MARGIN, Session, SessionStore, iso_ms
@@ -110,6 +112,12 @@ class UploadDeps:
     quiet_seconds: int = 120
     bucket: str | None = None
     now: Callable[[], datetime] = utcnow
+    # (prefix, continuation token) -> (one page of (key, size, etag), next token or None); None: list_prefix
+    list_page: Callable[[str, str | None], tuple[list[tuple[str, int, str]], str | None]] | None = None
+    time_left: Callable[[], float] = lambda: float("inf")  # seconds this invocation has left
+    listing_margin_s: float = 20.0  # stop listing with this much time left; a delayed check carries on
+    start_tries: int = 3  # StartExecution attempts in one invocation before SQS redelivers
+    sleep: Callable[[float], None] = time.sleep
 
 
 class _SqsRecord(BaseModel):
@@ -216,6 +224,12 @@ def _touch(group: _Group, deps: UploadDeps) -> dict[str, Any] | None:
               "last_event": last_event, "now": deps.now()}
     generation = deps.sessions.touch(t.prefix, **kwargs)
     if generation is None:  # CLOSED: a re-upload reopens it; late or duplicate events of the closed listing do not
+        unfinished = deps.sessions.get(t.prefix)
+        if unfinished is not None and unfinished.status == CLOSED and not unfinished.done \
+                and unfinished.outcome == "start" and group.marker:
+            # A marker's batch redelivered after its run failed to start: start it now (idempotent by name).
+            _act(unfinished, deps)
+            return None
         reopen_at = _reopen_listing_at(t.prefix, last_event, deps)
         if reopen_at is not None:
             generation = deps.sessions.touch(t.prefix, **kwargs, reopen_listing_at=reopen_at)
@@ -241,7 +255,7 @@ def _reopen_listing_at(prefix: str, last_event: datetime, deps: UploadDeps) -> s
         return None  # written before the listing started: it is in the snapshot
     if last_event <= listed + LISTING_MARGIN:  # too close to call on clocks: did the content change?
         mine = [(k, n, e) for k, n, e in deps.list_prefix(prefix) if _in_session(k, session)]
-        if _content_hash(mine, session.prefix) == session.content_hash:
+        if _digest(mine, session.prefix).hexdigest() == session.content_hash:
             return None
     return session.listing_at
 
@@ -258,14 +272,17 @@ def close_session(prefix: str, generation: int, deps: UploadDeps, *, redelivered
             logger.warning("check for an unknown upload session ignored", extra=log)
             return "unknown"
         if session.status == CLOSED:
-            if session.generation == generation and not session.done and redelivered:
-                return _act(session, deps)  # the closer that won crashed before acting: finish its decision
+            if session.generation == generation and not session.done and (redelivered or session.outcome == "start"):
+                return _act(session, deps)  # the closer that won crashed (or could not start): finish its decision
             return "already closed"
         if session.generation != generation and not marker:
             logger.info("newer objects arrived; a later check closes the session", extra=log)
             return "superseded"
-        listing_at = deps.now()
-        decision = _decide(session, deps.list_prefix(prefix))
+        listed = _list_session(session, deps)
+        if listed is None:
+            return "listing continues"
+        listing_at, digest, has_data = listed
+        decision = _decide(session, digest, has_data)
         if deps.sessions.close(session, listing_at=listing_at, now=deps.now(), **decision):
             closed = Session(**{**session.__dict__, "status": CLOSED, "listing_at": iso_ms(listing_at),
                                 "content_hash": decision["content_hash"], "outcome": decision["outcome"],
@@ -277,12 +294,49 @@ def close_session(prefix: str, generation: int, deps: UploadDeps, *, redelivered
     return "contended"
 
 
-def _decide(session: Session, listing: list[tuple[str, int, str]]) -> dict[str, Any]:
+def _list_session(session: Session, deps: UploadDeps) -> tuple[datetime, ListingDigest, bool] | None:
+    """The session's listing, page by page, resumed from the session item when an earlier invocation ran out
+    of time; None when this one runs out too (its progress saved, a check sent to carry on)."""
+    prefix = session.prefix
+    if deps.list_page is None:  # one call lists it all
+        entries = [e for e in deps.list_prefix(prefix) if _in_session(e[0], session)]
+        return deps.now(), _digest(entries, prefix), _has_data(entries)
+    resume = session.listing_token is not None and session.listing_generation == session.generation
+    token = session.listing_token if resume else None
+    digest = ListingDigest.from_state(session.listing_state if resume else None)
+    has_data = session.listing_data if resume else False
+    started = datetime.fromisoformat(session.listing_started_at.replace("Z", "+00:00")) \
+        if resume and session.listing_started_at else deps.now()
+    pages = 0
+    while True:
+        page, token = deps.list_page(prefix, token)
+        mine = [e for e in page if _in_session(e[0], session)]
+        digest.add((k[len(prefix):] or k.rsplit("/", 1)[-1], n, e) for k, n, e in mine)
+        has_data = has_data or _has_data(mine)
+        pages += 1
+        if token is None:
+            return started, digest, has_data
+        if deps.time_left() < deps.listing_margin_s:
+            break
+    log = {"prefix": prefix, "generation": session.generation, "objects_so_far": digest.count, "pages": pages}
+    if deps.sessions.save_listing(session, token=token, state=digest.state(), has_data=has_data,
+                                  started_at=iso_ms(started)):
+        deps.send_checks([{CHECK_KEY: {"prefix": prefix, "generation": session.generation}}], 0)
+        logger.info("listing carried over to the next check", extra=log)
+    else:
+        logger.info("listing dropped: newer objects arrived, a later check lists again", extra=log)
+    return None
+
+
+def _has_data(entries: list[tuple[str, int, str]]) -> bool:
+    return any(k.lower().endswith(DATASET_SUFFIXES) for k, _, _ in entries)
+
+
+def _decide(session: Session, digest: ListingDigest, has_data: bool) -> dict[str, Any]:
     target = Target(session.prefix, session.dataset, session.version, session.kind, False)
-    mine = [(k, s, e) for k, s, e in listing if _in_session(k, session)]
-    content = _content_hash(mine, session.prefix)
+    content = digest.hexdigest()
     base = {"content_hash": content, "run_id": None, "request": None}
-    if not any(k.lower().endswith(DATASET_SUFFIXES) for k, _, _ in mine):
+    if not has_data:
         return base | {"outcome": "ignored", "request": {"reason": f"no images, labels, YAML or zip under {session.prefix}"}}
     problem = name_problem(target)
     if problem:
@@ -292,7 +346,7 @@ def _decide(session: Session, listing: list[tuple[str, int, str]]) -> dict[str, 
     dataset = DatasetRef(name=session.dataset, version=session.version or content[:HASH_LENGTH], format=session.kind,
                          location=None if session.version else session.prefix)
     run_id = run_id_for_dataset(dataset, content)
-    detail = {"objects": len(mine), "content_hash": content, "session_generation": session.generation,
+    detail = {"objects": digest.seen, "content_hash": content, "session_generation": session.generation,
               "first_object_at": session.first_object_at, "last_object_at": session.last_object_at}
     request = RunRequest(dataset=dataset, trigger=Trigger(source="s3", ref=session.prefix[:512], detail=detail))
     return base | {"outcome": "start", "run_id": run_id, "request": request.model_dump(mode="json")}
@@ -305,17 +359,19 @@ def _in_session(key: str, session: Session) -> bool:
     return isinstance(target, Target) and target.prefix == session.prefix
 
 
-def _content_hash(entries: list[tuple[str, int, str]], prefix: str) -> str:
-    return listing_hash((k[len(prefix):] or k.rsplit("/", 1)[-1], n, e) for k, n, e in entries)
+def _digest(entries: list[tuple[str, int, str]], prefix: str) -> ListingDigest:
+    return ListingDigest().add((k[len(prefix):] or k.rsplit("/", 1)[-1], n, e) for k, n, e in entries)
 
 
 def _act(session: Session, deps: UploadDeps) -> str:
     where = f"s3://{deps.bucket}/{session.prefix}" if deps.bucket else session.prefix
     log = {"prefix": session.prefix, "run_id": session.run_id, "outcome": session.outcome}
+    started: tuple[str, str] | None = None
     if session.outcome == "start" and session.request and session.run_id:
         request = RunRequest.model_validate(session.request)
-        result = deps.start(request, session.run_id)
+        result = _start(session, request, deps, where)
         deps.record_version(request.dataset, iso_ms(deps.now()))
+        started = (session.content_hash or "", session.run_id)
         logger.info("upload complete: run started" if result.started else "upload complete: run already exists",
                     extra=log)
     elif session.outcome == "unchanged":
@@ -332,48 +388,30 @@ def _act(session: Session, deps: UploadDeps) -> str:
         logger.warning("upload rejected", extra=log | {"reason": reason})
     else:
         logger.info("upload holds no dataset files, ignored", extra=log | {"reason": (session.request or {}).get("reason")})
-    deps.sessions.mark_done(session.prefix, session.generation)
+    deps.sessions.mark_done(session.prefix, session.generation, started=started)
     return session.outcome or "ignored"
 
 
-# ---------------------------------------------------------------- real collaborators
-
-def aws_deps() -> UploadDeps:
-    """The handler's wiring from settings (S3 listing, SQS checks, Step Functions, SNS, DynamoDB)."""
-    from yoloops_core import aws
-    from yoloops_core.config import ConfigError, get_settings
-    from yoloops_core.notifications import publish
-    from yoloops_core.runs import start_run
-    from yoloops_core.s3_trigger import record_complete_version
-
-    settings = get_settings()
-    missing = [n.upper() for n in ("state_machine_arn", "uploads_queue_url") if not getattr(settings, n)]
-    if missing:
-        raise ConfigError(f"the S3 trigger needs {', '.join(missing)}")
-    bucket = settings.artifacts_bucket
-
-    def list_prefix(prefix: str) -> list[tuple[str, int, str]]:
-        out = []
-        for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            out += [(o["Key"], int(o["Size"]), str(o.get("ETag", "")).strip('"')) for o in page.get("Contents", [])]
-        return out
-
-    def send_checks(bodies: list[dict[str, Any]], delay: int) -> None:
-        sqs = aws.client("sqs")
-        for i in range(0, len(bodies), 10):  # SendMessageBatch takes 10 entries
-            entries = [{"Id": str(n), "MessageBody": json.dumps(b), "DelaySeconds": delay}
-                       for n, b in enumerate(bodies[i:i + 10])]
-            failed = sqs.send_message_batch(QueueUrl=settings.uploads_queue_url, Entries=entries).get("Failed")
-            if failed:
-                raise RuntimeError(f"SQS refused upload checks: {failed}")
-
-    return UploadDeps(
-        sessions=SessionStore(settings.runs_table, aws.client("dynamodb")),
-        list_prefix=list_prefix,
-        send_checks=send_checks,
-        start=lambda req, run_id: start_run(req, run_id, settings.state_machine_arn, aws.client("stepfunctions")),
-        notify=lambda n: publish(n, settings.notifications_topic_arn, aws.client("sns")),
-        record_version=lambda ds, at: record_complete_version(settings.runs_table, ds, at, ddb=aws.client("dynamodb")),
-        quiet_seconds=settings.upload_quiet_seconds,
-        bucket=bucket,
-    )
+def _start(session: Session, request: RunRequest, deps: UploadDeps, where: str) -> StartResult:
+    """StartExecution, retried here (bounded, jittered); still failing -> the team is told and it raises, so
+    SQS redelivers the message and the closed decision is started again (then the uploads DLQ + its alarm).
+    The session keeps the decision and never counts its content as started: no "unchanged" for a lost run."""
+    assert session.run_id is not None
+    for attempt in range(deps.start_tries):
+        try:
+            return deps.start(request, session.run_id)
+        except Exception as exc:
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+            error = f"{code or type(exc).__name__}: {str(exc)[:500]}"
+            if attempt < deps.start_tries - 1:
+                logger.warning("StartExecution failed, retrying", extra={"run_id": session.run_id, "error": error})
+                deps.sleep(random.uniform(0.5, 1.0) * 2 ** attempt)
+                continue
+            failures = deps.sessions.start_failed(session.prefix, session.generation, error)
+            deps.notify(Notification(
+                event_type=EventType.FAILED, run_id=session.run_id, dataset=session.dataset[:200],
+                version=(session.version or "")[:200] or None, reason="run not started",
+                text=(f"{where}: upload complete, but run {session.run_id} could not be started ({error}); "
+                      f"failure {failures}: the trigger retries it (SQS redelivery, then the uploads DLQ).")))
+            raise
+    raise AssertionError("unreachable")
