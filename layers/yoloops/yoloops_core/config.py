@@ -74,7 +74,7 @@ class Settings(BaseModel):
     model_registry: bool = True
     model_package_group_prefix: str = "yoloops"
 
-    # Stacks sharing an account (yoloops_core.stacks): the yoloops:stack tag value (the stack name) and the
+    # Stacks sharing an account (models.job_name): the yoloops:stack tag value (the stack name) and the
     # stack code in every job name (8 hex characters of the stack id), so two stacks never share a job name
     # and each one's watchdog and reconcile touch only its own jobs. Empty (tests): job names carry no code.
     stack_name: str = ""
