@@ -11,8 +11,16 @@ import getpass
 import json
 from typing import Any
 
+from pydantic import ValidationError
 from yoloops_core.hyperparameters import check_overrides, parse_assignments
-from yoloops_core.models import InvalidInput, RunRequest, RunStatus, Trigger, parse_model
+from yoloops_core.models import (
+    InvalidInput,
+    RunRequest,
+    RunStatus,
+    Trigger,
+    describe_validation_error,
+    parse_model,
+)
 from yoloops_core.rerun import rerun_ids
 from yoloops_core.runs import StartResult, start_run
 
@@ -48,12 +56,20 @@ def _detail(extra: dict[str, Any]) -> dict[str, Any]:
     return {"user": getpass.getuser(), **{k: v for k, v in extra.items() if v is not None}}
 
 
+def _request(**fields: Any) -> RunRequest:
+    try:
+        return RunRequest(**fields)
+    except ValidationError as exc:
+        raise CliError(describe_validation_error(exc, "run request")) from None
+
+
 def split_dataset(spec: str) -> tuple[str, str | None]:
     name, _, version = spec.partition("@")
     return name, (version or None)
 
 
-def retrain(stack: Stack, spec: str, assignments: list[str], weights: str | None = None) -> dict[str, Any]:
+def retrain(stack: Stack, spec: str, assignments: list[str], weights: str | None = None,
+            instance_type: str | None = None) -> dict[str, Any]:
     """`yoloops train DATASET[@VERSION]`: a complete, validated version trained again with overrides."""
     from yoloops_core.s3_trigger import latest_complete_version
 
@@ -73,16 +89,17 @@ def retrain(stack: Stack, spec: str, assignments: list[str], weights: str | None
                        "fix the dataset and push a new version")
     if weights:
         check_weights(stack, weights, dataset.name)
-    request = RunRequest(dataset=dataset, overrides=overrides, weights=weights or None,
-                         trigger=Trigger(source="retrain", ref=original,
-                                         detail=_detail({"dataset": f"{dataset.name}@{dataset.version}"})))
+    request = _request(dataset=dataset, overrides=overrides, weights=weights or None, instance_type=instance_type,
+                       trigger=Trigger(source="retrain", ref=original,
+                                       detail=_detail({"dataset": f"{dataset.name}@{dataset.version}"})))
     result = _start(stack, request, original, "retrain")
     return {"run_id": result.run_id, "of_run": original, "dataset": dataset.name, "version": dataset.version,
-            "overrides": overrides, "weights": weights, "execution_arn": result.execution_arn,
+            "overrides": overrides, "weights": weights, "instance_type": request.instance_type,
+            "execution_arn": result.execution_arn,
             "input": request.model_dump(mode="json")}
 
 
-def retry(stack: Stack, run_id: str, assignments: list[str]) -> dict[str, Any]:
+def retry(stack: Stack, run_id: str, assignments: list[str], instance_type: str | None = None) -> dict[str, Any]:
     """`yoloops run retry RUN`: a finished run started again with its own execution input (+ overrides)."""
     record = stack.get_run(run_id)
     status = record.get("status")
@@ -96,12 +113,14 @@ def retry(stack: Stack, run_id: str, assignments: list[str]) -> dict[str, Any]:
     except (InvalidInput, ValueError) as exc:
         raise CliError(f"cannot retry {run_id}: {exc}") from None
     overrides = {**original.overrides, **_overrides(assignments)}
-    request = original.model_copy(update={
-        "overrides": overrides,
+    request = _request(**{
+        **original.model_dump(), "overrides": overrides,
+        "instance_type": instance_type or original.instance_type,
         "trigger": Trigger(source="retry", ref=run_id,
                            detail=_detail({"was": f"{original.trigger.source}: {original.trigger.ref}"[:500]})),
     })
     result = _start(stack, request, run_id, "retry")
     return {"run_id": result.run_id, "of_run": run_id, "dataset": original.dataset.name,
-            "version": original.dataset.version, "overrides": overrides, "execution_arn": result.execution_arn,
+            "version": original.dataset.version, "overrides": overrides, "instance_type": request.instance_type,
+            "execution_arn": result.execution_arn,
             "input": request.model_dump(mode="json")}

@@ -58,9 +58,13 @@ def _jobs(stack, run_id):
     return [n for n in list(stack.training.jobs) if re.fullmatch(rf"{re.escape(run_id)}(-[0-9a-f]{{8}})?-a\d+", n)]
 
 
-def _hyperparameters(stack, run_id):
+def _job(stack, run_id):
     (name,) = _jobs(stack, run_id)
-    return stack.training.jobs[name].request["HyperParameters"]
+    return stack.training.jobs[name].request
+
+
+def _hyperparameters(stack, run_id):
+    return _job(stack, run_id)["HyperParameters"]
 
 
 def test_retrain_with_overrides_is_a_new_run_through_the_same_workflow(stack, pushed):
@@ -80,11 +84,17 @@ def test_retrain_with_overrides_is_a_new_run_through_the_same_workflow(stack, pu
     states = [s["name"] for s in json.loads(cli(stack, "run", "show", body["run_id"], "--json").stdout)["states"]]
     assert states[:2] == ["ValidateDataset", "IsDatasetValid"] and "CheckBudget" in states and "Evaluate" in states
     _slack_about(stack, body["run_id"])
-    # The newest version is the default; the next retrain takes the next number.
+    stack_type = _job(stack, pushed)["ResourceConfig"]["InstanceType"]
+    assert _job(stack, body["run_id"])["ResourceConfig"]["InstanceType"] == stack_type != "ml.m5.xlarge"
+    # The newest version is the default; the next retrain takes the next number; its own instance type.
     stack.training.then(complete(GOOD))
-    again = json.loads(cli(stack, "train", "shapes", "--json").stdout)
+    again = json.loads(cli(stack, "train", "shapes", "--instance-type", "ml.m5.xlarge", "--json").stdout)
     assert again["run_id"] == f"{pushed}-t2" and again["version"] == "v1"
     assert stack.wait_for_execution(again["execution_arn"], 90)["status"] == "SUCCEEDED"
+    assert _job(stack, again["run_id"])["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    assert "ml.m5.xlarge" in _slack_about(stack, again["run_id"])  # priced and announced as that type
+    bad = cli(stack, "train", "shapes", "--instance-type", "g5.huge")
+    assert bad.exit_code == 1 and "instance_type" in bad.stderr
 
 
 def test_a_bad_override_is_refused_by_name_before_anything_starts(stack, pushed):

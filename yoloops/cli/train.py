@@ -50,13 +50,16 @@ def train_cmd(
     sets: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
     weights: str | None = typer.Option(None, "--weights", help="Start from: champion, or a .pt pushed with "
                                        "`yoloops weights push` (default: as the stack's BaseWeights)."),
+    instance_type: str | None = typer.Option(None, "--instance-type", help="This run's SageMaker instance type "
+                                             "(e.g. ml.g5.2xlarge; default: the stack's InstanceType), priced by the "
+                                             "budget gate like any run."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish and show its outcome."),
     timeout: float = typer.Option(3600, "--timeout", help="Seconds --wait waits at most."),
     as_json: bool = typer.Option(False, "--json", help="Print the run started (and its input) as JSON."),
 ) -> None:
     """Train a dataset version again with other settings: a new run <run id>-t<n>, same workflow."""
     stack = state_of(ctx).stack
-    started = rerun.retrain(stack, dataset, sets or [], weights=weights)
+    started = rerun.retrain(stack, dataset, sets or [], weights=weights, instance_type=instance_type)
     _report(stack, started, wait, timeout, as_json, "retrain")
 
 
@@ -64,11 +67,14 @@ def retry_cmd(
     ctx: typer.Context,
     run_id: str = typer.Argument(..., metavar="RUN"),
     sets: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
+    instance_type: str | None = typer.Option(None, "--instance-type", help="This run's SageMaker instance type "
+                                             "(e.g. ml.g5.2xlarge; default: the run's own), priced by the "
+                                             "budget gate like any run."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish and show its outcome."),
     timeout: float = typer.Option(3600, "--timeout", help="Seconds --wait waits at most."),
     as_json: bool = typer.Option(False, "--json", help="Print the run started (and its input) as JSON."),
 ) -> None:
     """Run a finished run again with its own inputs (and overrides): a new run <run id>-y<n>."""
     stack = state_of(ctx).stack
-    started = rerun.retry(stack, run_id, sets or [])
+    started = rerun.retry(stack, run_id, sets or [], instance_type=instance_type)
     _report(stack, started, wait, timeout, as_json, "retry")

@@ -60,3 +60,10 @@ def check_request(run_id: str, request: RunRequest) -> dict[str, str]:
 
 def overrides_note(overrides: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "none"
+
+
+def run_settings(settings: Any, run: Any) -> Any:
+    """The stack's settings as one run sees them: its own instance type (`yoloops train --instance-type`,
+    RunRequest.instance_type) priced by the gate and put in its plan; every other setting the stack's."""
+    itype = getattr(run, "instance_type", None)
+    return settings.model_copy(update={"instance_type": itype}) if itype else settings
