@@ -9,8 +9,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
 
-# MAX_RUN_ID_LENGTH: job name "<run id>-a<attempt>" fits SageMaker's 63 chars (re-exported for steps.py).
+# MAX_RUN_ID_LENGTH: job name "<run id>-<stack code>-a<n>" fits SageMaker's 63 chars (re-exported for steps.py).
 from yoloops_core.run_ids import MAX_RUN_ID_LENGTH, dataset_run_id, release_run_id  # noqa: F401
+from yoloops_core.snapshot import Snapshot
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 DATASETS_PREFIX = "datasets/"
@@ -59,12 +60,18 @@ def run_id_for_release(repository: str, tag: str, release_id: int | str | None =
     return release_run_id(repository, tag, release_id, retry)
 
 
-def job_name(run_id: str, attempt: int) -> str:
-    return f"{run_id}-a{attempt}"
+def job_name(run_id: str, attempt: int, stack_code: str = "") -> str:
+    """`<run id>-<stack code>-a<attempt>` (Settings.stack_code; no code: `<run id>-a<attempt>`)."""
+    return f"{run_id}-{stack_code}-a{attempt}" if stack_code else f"{run_id}-a{attempt}"
 
 
-def run_id_from_job_name(name: str) -> tuple[str, int] | None:
-    m = re.fullmatch(r"(.+)-a(\d{1,2})", name)
+def run_id_from_job_name(name: str, stack_code: str = "") -> tuple[str, int] | None:
+    """(run id, attempt) of one of this stack's jobs; None for any other job (another stack's, Studio's).
+
+    With a stack code, only names that carry it are ours: the check needs no call, so a sweep never asks
+    SageMaker about a job its role may not touch."""
+    code = f"-{re.escape(stack_code)}" if stack_code else ""
+    m = re.fullmatch(rf"(.+){code}-a(\d{{1,2}})", name)
     return (m.group(1), int(m.group(2))) if m else None
 
 
@@ -103,7 +110,8 @@ class DatasetRef(BaseModel):
 class Trigger(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["s3", "github", "cli", "manual"]
+    # retrain/retry (yoloops_core.rerun): ref is the run started again, and the run id says so (-t<n>/-y<n>).
+    source: Literal["s3", "github", "cli", "manual", "retrain", "retry"]
     ref: str = Field(min_length=1, max_length=512)  # object key, release URL, user...
     detail: dict[str, Any] = Field(default_factory=dict)
 
@@ -120,6 +128,11 @@ class RunRequest(BaseModel):
     # Base weights for this run ("champion", a .pt name/key under models/pretrained/); overrides the
     # manifest's and the stack's BaseWeights (yoloops_core.weights).
     weights: str | None = Field(None, max_length=1024)
+    # Per-run hyperparameters as a release's yaml block gives them (JSON scalars): checked at ValidateDataset
+    # against the same allow-list (yoloops_core.hyperparameters), applied over `hyperparameters`.
+    overrides: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # This run's SageMaker instance type instead of the stack's InstanceType (priced and planned by CheckBudget).
+    instance_type: str | None = Field(None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
     @field_validator("hyperparameters")
     @classmethod
@@ -132,6 +145,8 @@ class RunRequest(BaseModel):
 
 class RunStatus(StrEnum):
     STARTED = "STARTED"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"  # RequireApproval: waiting for a person (no job, no GPU held)
+    NOT_APPROVED = "NOT_APPROVED"  # rejected, or the approval timed out before training
     REJECTED = "REJECTED"
     BUDGET_BLOCKED = "BUDGET_BLOCKED"
     TRAINING = "TRAINING"
@@ -142,7 +157,7 @@ class RunStatus(StrEnum):
 
     @property
     def in_flight(self) -> bool:
-        return self in (RunStatus.STARTED, RunStatus.TRAINING, RunStatus.EVALUATING)
+        return self in (RunStatus.STARTED, RunStatus.AWAITING_APPROVAL, RunStatus.TRAINING, RunStatus.EVALUATING)
 
     @property
     def finished(self) -> bool:
@@ -161,21 +176,10 @@ class EventType(StrEnum):
     KEPT = "champion.kept"
     MANUAL_PROMOTE = "champion.manual_promote"
     ROLLBACK = "champion.rollback"
-
-
-class RunContext(BaseModel):
-    """`$.run` in the state machine: the validated request plus what the first step resolved."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run_id: str
-    execution_arn: str | None = None
-    dataset: DatasetRef
-    trigger: Trigger
-    image_tag: str | None = None
     APPROVAL_REQUESTED = "approval.requested"  # Slack renders Approve / Reject buttons
     APPROVED = "approval.approved"
     NOT_APPROVED = "run.not_approved"  # the train approval was rejected or timed out: the run ended
+    LEADERBOARD = "sweep.leaderboard"  # a sweep's training jobs ranked, in its thread
 
 
 class ChampionRef(BaseModel):
@@ -189,11 +193,31 @@ class ChampionRef(BaseModel):
     metric: str | None = None
     metric_value: float | None = None  # as recorded when it was promoted (on its own val split)
     missing_reason: str | None = None  # why its weights cannot be scored (the verdict then says so)
+
+
+class RunContext(BaseModel):
+    """`$.run` in the state machine: the validated request plus what the first step resolved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    execution_arn: str | None = None
+    dataset: DatasetRef
+    trigger: Trigger
+    image_tag: str | None = None
     image_uri: str  # resolved training image (release runs: <ECR repo>:<tag>)
     needs_image_check: bool = False
     image_poll_seconds: int = Field(30, ge=1)
     hyperparameters: dict[str, str] = Field(default_factory=dict)
     base_weights: str | None = None  # S3 key of the .pt the run starts from; None = the model YAML
+    instance_type: str | None = None  # the request's; None = the stack's InstanceType
+    # RequireApproval when the run started (yoloops_core.approval): wait for a person before Train / Promote.
+    approve_train: bool = False
+    approve_promote: bool = False
+    approval_timeout_seconds: int = Field(86400, ge=1)
+    champion: ChampionRef | None = None  # None: the dataset had no champion when the run started
+    # The validated objects, written by ValidateDataset: the run trains exactly these (yoloops_core.snapshot).
+    snapshot: Snapshot | None = None
     started_at: str  # ISO-8601 UTC
 
 
@@ -205,8 +229,3 @@ class AttemptState(BaseModel):
     retry: bool = False
     reason: str | None = None
     backoff_seconds: int = Field(0, ge=0)  # the Wait before this attempt's job (capacity comes back later)
-    # RequireApproval when the run started (yoloops_core.approval): wait for a person before Train / Promote.
-    approve_train: bool = False
-    approve_promote: bool = False
-    approval_timeout_seconds: int = Field(86400, ge=1)
-    champion: ChampionRef | None = None  # None: the dataset had no champion when the run started

@@ -27,7 +27,8 @@ from yoloops_core.slack import SlackDeliveryError, deliver, payload_for, webhook
 
 logger = Logger(child=True)
 
-FINAL_EVENTS = {EventType.PROMOTED, EventType.KEPT, EventType.FAILED, EventType.BUDGET_BLOCKED, EventType.REJECTED}
+FINAL_EVENTS = {EventType.PROMOTED, EventType.KEPT, EventType.FAILED, EventType.BUDGET_BLOCKED, EventType.REJECTED,
+                EventType.NOT_APPROVED}
 # Deliberate changes made later by a person, and an upload that started nothing because an earlier run had
 # the same content: the channel should see them, not that earlier run's finished thread.
 TOP_LEVEL_EVENTS = {EventType.MANUAL_PROMOTE, EventType.ROLLBACK, "dataset.unchanged"}
