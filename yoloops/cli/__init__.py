@@ -9,6 +9,7 @@
     yoloops dlq list | dlq redrive [--id MESSAGE_ID]
     yoloops local up | local interrupt JOB | demo
     yoloops image probe [--instance-type T]
+    yoloops doctor [--json] [--no-slack]
 
 One module per command group, each with its own `app` merged here; they share yoloops.cli.common and
 never import this module (add a group: a module with `app = typer.Typer()`, one line below).
@@ -18,13 +19,13 @@ from __future__ import annotations
 
 import typer
 
-from yoloops.cli import approval, budget, datasets, dlq, image, local, models, runs, train
+from yoloops.cli import approval, budget, datasets, dlq, doctor, image, local, models, runs, sweep, train
 from yoloops.cli.common import State
 from yoloops.client import DEFAULT_LOCAL_DIR
 
 app = typer.Typer(name="yoloops", no_args_is_help=True, add_completion=False,
                   help="Train, evaluate and promote YOLO models when datasets or releases land.")
-for group in (datasets, runs, models, budget, dlq, local, approval, image, train):
+for group in (datasets, runs, models, budget, dlq, local, approval, image, train, sweep, doctor):
     app.add_typer(group.app)
 
 

@@ -8,6 +8,7 @@ from yoloops_core.config import Settings
 from yoloops_core.metrics import METRIC_DEFINITIONS
 from yoloops_core.models import AttemptState, RunContext, job_name
 from yoloops_core.pairing import champion_channel
+from yoloops_core.snapshot import channels as snapshot_channels
 from yoloops_core.weights import channel, file_name
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -38,14 +39,12 @@ def hyperparameters(run: RunContext, settings: Settings) -> dict[str, str]:
 def input_channels(run: RunContext, bucket: str) -> list[dict[str, Any]]:
     """`train` = the dataset version; `weights` = the single .pt the run starts from, when it has one;
     `champion` = the champion's best.pt, scored beside the challenger on the same images."""
-    channels: list[dict[str, Any]] = [{
-        "ChannelName": "train",
-        "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix",
-            "S3Uri": f"s3://{bucket}/{run.dataset.key}",
-            "S3DataDistributionType": "FullyReplicated",
-        }},
-    }]
+    if run.snapshot is not None:  # exactly the validated objects, and the listing the job checks them against
+        channels = snapshot_channels(bucket, run.snapshot)
+    else:  # a run validated before snapshots existed
+        channels = [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/{run.dataset.key}",
+            "S3DataDistributionType": "FullyReplicated"}}}]
     if run.base_weights:
         channels.append(channel(bucket, run.base_weights))
     champion = champion_channel(bucket, run.champion)
@@ -85,10 +84,12 @@ def build_plan(run: RunContext, image_uri: str, settings: Settings) -> dict[str,
         "checkpoint_config": {"S3Uri": f"s3://{bucket}/checkpoints/{run.run_id}/",
                               "LocalPath": CHECKPOINT_LOCAL_PATH},
         "environment": environment,
+        # yoloops:stack: the stack's cost-allocation tag (its AWS Budget counts this job) and whose job it is.
         "tags": [{"Key": "yoloops:run-id", "Value": run.run_id},
-                 {"Key": "yoloops:dataset", "Value": run.dataset.name}],
+                 {"Key": "yoloops:dataset", "Value": run.dataset.name},
+                 *([{"Key": "yoloops:stack", "Value": settings.stack_name}] if settings.stack_name else [])],
     }
 
 
-def first_attempt(run_id: str) -> AttemptState:
-    return AttemptState(number=1, job_name=job_name(run_id, 1))
+def first_attempt(run_id: str, stack_code: str = "") -> AttemptState:
+    return AttemptState(number=1, job_name=job_name(run_id, 1, stack_code))

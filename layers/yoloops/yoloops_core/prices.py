@@ -153,11 +153,8 @@ def _on_demand_training(item: dict[str, Any]) -> list[ListedPrice]:
     return out
 
 
-def lookup_training_price(pricing: Any, region: str, instance_type: str) -> ListedPrice | None:
-    """The on-demand Training price of `instance_type` in `region`, or None when the API lists none.
-
-    Several matching products (it happens across generations of a SKU) -> the highest: the gate's figure
-    is a worst case. API errors raise."""
+def list_training_prices(pricing: Any, region: str, instance_type: str) -> list[ListedPrice]:
+    """Every on-demand Training price the Price List filter returns for `instance_type` in `region`."""
     found: list[ListedPrice] = []
     kwargs: dict[str, Any] = {"ServiceCode": SERVICE_CODE, "Filters": training_filters(region, instance_type),
                               "FormatVersion": "aws_v1", "MaxResults": 100}
@@ -166,8 +163,16 @@ def lookup_training_price(pricing: Any, region: str, instance_type: str) -> List
         for raw in resp.get("PriceList") or []:
             found.extend(_on_demand_training(json.loads(raw) if isinstance(raw, str) else raw))
         if not resp.get("NextToken"):
-            break
+            return found
         kwargs["NextToken"] = resp["NextToken"]
+
+
+def lookup_training_price(pricing: Any, region: str, instance_type: str) -> ListedPrice | None:
+    """The on-demand Training price of `instance_type` in `region`, or None when the API lists none.
+
+    Several matching products (it happens across generations of a SKU) -> the highest: the gate's figure
+    is a worst case. API errors raise."""
+    found = list_training_prices(pricing, region, instance_type)
     if not found:
         return None
     if len({p.hourly_usd for p in found}) > 1:

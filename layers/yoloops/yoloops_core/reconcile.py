@@ -10,6 +10,7 @@ because closing is a conditional write on an in-flight status. The scheduled wat
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from yoloops_core import budget
 from yoloops_core.config import Settings
-from yoloops_core.models import EventType, RunStatus, run_id_from_job_name, utcnow
+from yoloops_core.models import EventType, RunStatus, job_name, utcnow
 from yoloops_core.notifications import Notification, Publisher, publish
 from yoloops_core.pricing import format_usd
+from yoloops_core.run_ids import STACK_CODE_LENGTH
 
 logger = Logger(child=True)
 
@@ -86,11 +88,19 @@ def run_jobs(run_id: str, record: dict[str, Any]) -> list[str]:
     current = record.get("current_job")
     if current and current not in jobs:
         jobs.append(current)
-    return [j for j in jobs if (run_id_from_job_name(j) or ("", 0))[0] == run_id]
+    # The record's names are this stack's: with its stack code, or without one (made before codes existed).
+    own = re.compile(rf"{re.escape(run_id)}(-[a-z0-9]{{1,{STACK_CODE_LENGTH}}})?-a\d{{1,2}}")
+    return [j for j in jobs if own.fullmatch(j)]
+
+
+def attempt_job(run_id: str, record: dict[str, Any], attempt: int, stack_code: str = "") -> str:
+    """The attempt's job name as the run record holds it, else as this stack names it."""
+    return next((j for j in run_jobs(run_id, record) if j.endswith(f"-a{attempt}")),
+                job_name(run_id, attempt, stack_code))
 
 
 def settle_from_jobs(run_id: str, record: dict[str, Any], ledger: Any, sagemaker: Any,
-                     now: datetime | None = None) -> list[Any]:
+                     now: datetime | None = None, stack_code: str = "") -> list[Any]:
     """Settle reservations whose attempt has ended, with the billing SageMaker reports.
 
     An attempt whose job still stops keeps its reservation until a later sweep sees it ended."""
@@ -98,8 +108,7 @@ def settle_from_jobs(run_id: str, record: dict[str, Any], ledger: Any, sagemaker
     for res in ledger.reservations(run_id):
         if res.state != "reserved":
             continue
-        job = f"{run_id}-a{res.attempt}"
-        desc = describe_job(sagemaker, job)
+        desc = describe_job(sagemaker, attempt_job(run_id, record, res.attempt, stack_code))
         if desc is not None and desc.get("TrainingJobStatus") not in TERMINAL_JOB_STATUSES:
             continue
         done = ledger.settle(run_id, res.attempt, budget.billable_seconds(desc), budget.training_seconds(desc),
@@ -107,6 +116,26 @@ def settle_from_jobs(run_id: str, record: dict[str, Any], ledger: Any, sagemaker
         if done is not None:
             settled.append(done)
     return settled
+
+
+def settle_ended_attempt(run_id: str, attempt: int, detail: dict[str, Any], *, ledger: Any, store: Any,
+                         sagemaker: Any, now: datetime | None = None) -> Any:
+    """Settle one attempt the moment its job ends (its own state-change event), whatever ended it.
+
+    Billing comes from the event's DescribeTrainingJob snapshot, or from DescribeTrainingJob when the
+    event carries none. Idempotent: the ledger settles a reservation once. The run's cost on its record
+    follows, so a run closed before its job stopped (stop-execution) shows what it cost."""
+    desc: dict[str, Any] | None = detail
+    if not isinstance(detail.get("BillableTimeInSeconds"), int | float):
+        desc = describe_job(sagemaker, str(detail.get("TrainingJobName") or job_name(run_id, attempt)))
+    if desc is None or desc.get("TrainingJobStatus") not in TERMINAL_JOB_STATUSES:
+        return None
+    done = ledger.settle(run_id, attempt, budget.billable_seconds(desc), budget.training_seconds(desc), now=now)
+    if done is not None:
+        cost = budget.run_cost(ledger.reservations(run_id))
+        if cost is not None and store.get_run(run_id) is not None:
+            store.update_run(run_id, now=now, cost_usd=cost.cost_usd, spot_savings_pct=cost.spot_savings_pct)
+    return done
 
 
 def _cause(status: str, error: str | None, cause: str | None) -> str:
@@ -135,7 +164,8 @@ def reconcile_run(run_id: str, *, status: str, settings: Settings, store: Any, l
         note = reason + (f"; training job {', '.join(stopped)} stopped" if stopped else "")
         closed = store.finish_if_in_flight(run_id, RunStatus.FAILED, note=note, now=now, failure_reason=reason,
                                            error=error or status)
-    settle_from_jobs(run_id, store.get_run(run_id) or record, ledger, sagemaker, now=now)
+    settle_from_jobs(run_id, store.get_run(run_id) or record, ledger, sagemaker, now=now,
+                     stack_code=settings.stack_code)
     cost = budget.run_cost(ledger.reservations(run_id))
     if closed:
         if cost is not None:
