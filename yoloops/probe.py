@@ -67,11 +67,12 @@ def _request(stack: Stack, job: str, instance_type: str, runtime: int) -> dict[s
         "HyperParameters": {"yoloops_mode": "probe"},
         "AlgorithmSpecification": {"TrainingImage": image_uri(stack), "TrainingInputMode": "File"},
         "RoleArn": role,
-        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/{PROBE_PREFIX}output/"},
+        # under the prefixes the stack's SageMaker role may already write (runs/*, checkpoints/*)
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/runs/{job}/output/"},
         "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 30},
         "StoppingCondition": {"MaxRuntimeInSeconds": runtime},
         # as a training attempt has it, so the probe sees whether /opt/ml/checkpoints is a mount
-        "CheckpointConfig": {"S3Uri": f"s3://{bucket}/{PROBE_PREFIX}checkpoints/{job}/",
+        "CheckpointConfig": {"S3Uri": f"s3://{bucket}/checkpoints/{job}/",
                              "LocalPath": "/opt/ml/checkpoints"},
         "Tags": [{"Key": "yoloops:probe", "Value": instance_type}],
     }

@@ -46,6 +46,9 @@ def test_probe_runs_the_image_as_a_local_job_and_records_what_it_found(stack):
     assert request["HyperParameters"] == {"yoloops_mode": "probe"}
     assert "EnableManagedSpotTraining" not in request  # on demand: spot could keep it waiting
     assert request["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
+    bucket = stack.outputs["ArtifactsBucketName"]  # where the stack's SageMaker role may write already
+    assert request["OutputDataConfig"]["S3OutputPath"] == f"s3://{bucket}/runs/{rec['job']}/output/"
+    assert request["CheckpointConfig"]["S3Uri"] == f"s3://{bucket}/checkpoints/{rec['job']}/"
 
     s3 = stack.client("s3")
     stored = json.loads(s3.get_object(Bucket=stack.outputs["ArtifactsBucketName"], Key=rec["s3_key"])["Body"].read())
