@@ -60,13 +60,16 @@ def test_every_layout_is_normalized_like_the_validator_reports_it(train_module, 
     for split in ("train", "val"):
         assert Path(data[split]).is_absolute() and Path(data[split]).is_file()
         assert all(Path(p).is_absolute() and Path(p).is_file() for p in _lines(data[split]))
+        # Ultralytics reads a tree of the upload's images and labels only (safetree), same relative paths
+        assert all(Path(p).is_relative_to(ds.tree) and (src / Path(p).relative_to(ds.tree)).is_file()
+                   for p in _lines(data[split]))
     # the same split as the report (counts) and as the validator's rule (which images)
     assert (ds.n_train, ds.n_val) == (report.splits["train"].images, report.splits["val"].images)
     if n_val == 0:
         assert report.auto_split is not None
-        everything = [str(Path(p).relative_to(src)) for s in ("train", "val") for p in _lines(data[s])]
+        everything = [str(Path(p).relative_to(ds.tree)) for s in ("train", "val") for p in _lines(data[s])]
         picked = core_layouts.choose_val(everything, report.auto_split.fraction)
-        assert {str(Path(p).relative_to(src)) for p in _lines(data["val"])} == picked
+        assert {str(Path(p).relative_to(ds.tree)) for p in _lines(data["val"])} == picked
     # Ultralytics itself accepts it offline, and finds every label next to its image
     checked = check_det_dataset(str(ds.yaml_path), autodownload=False)
     assert Path(checked["train"]).resolve() == Path(data["train"]).resolve()

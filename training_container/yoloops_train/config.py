@@ -79,6 +79,8 @@ class TrainConfig:
     wandb_project: str = "yoloops"
     dataset_version: str = ""  # recorded in model.json; the plan passes the dataset version it trains on
     base_weights: str = ""  # recorded in model.json (e.g. the S3 key); default: the model file or YAML used
+    base_weights_key: str = ""  # the plan's exact S3 key of the base weights: model.json's base_weights when set
+    champion_run_id: str = ""  # the champion whose best.pt the plan put in channel `champion` (paired.py)
     # Share of train split off to val (by file-name hash) when the dataset has none: the stack passes its
     # ValFraction so the job splits exactly as the validation report said.
     val_fraction: float = 0.15

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import shutil
 import zipfile
@@ -11,6 +10,8 @@ from pathlib import Path
 from .common import JobFailure, log
 from .labelcheck import check_labels, label_for
 from .layouts import DEFAULT_VAL_FRACTION, normalize
+from .safetree import build as build_tree
+from .safetree import restore_caches, rewrite_lists, save_caches
 from .storage import MARGIN_BYTES, require_free, zip_extracted_bytes
 
 
@@ -37,6 +38,8 @@ class PreparedDataset:
     n_val: int
     bytes_train: int
     label_dirs: list[Path]
+    # what Ultralytics reads: images + labels linked from `root` (safetree.build), never the upload itself
+    tree: Path | None = None
 
 
 def prepare_dataset(channel: Path, work: Path, val_fraction: float = DEFAULT_VAL_FRACTION) -> PreparedDataset:
@@ -60,26 +63,19 @@ def prepare_dataset(channel: Path, work: Path, val_fraction: float = DEFAULT_VAL
            f"(val_fraction {val_fraction:g})" if norm.auto_split else "")
         + f"; {checked} label files checked")
     size = sum(p.stat().st_size for p in norm.splits["train"])
+    tree, splits = build_tree(norm.splits, root, work)
+    rewrite_lists(norm.yaml_path, splits, tree)
     # Ultralytics caches a split's label scan beside the folder of its first label (images sorted by path).
-    label_dirs = list(dict.fromkeys(label_for(min(norm.splits[s], key=str)).parent for s in ("train", "val")))
+    label_dirs = list(dict.fromkeys(label_for(min(splits[s], key=str)).parent for s in ("train", "val")))
     return PreparedDataset(norm.yaml_path, norm.root, norm.names, len(norm.splits["train"]),
-                           len(norm.splits["val"]), size, label_dirs)
+                           len(norm.splits["val"]), size, label_dirs, tree)
 
 
 def restore_label_caches(ds: PreparedDataset, store: Path) -> None:
-    for d in ds.label_dirs:
-        saved = store / (str(d.with_suffix(".cache")).strip("/").replace("/", "__"))
-        target = d.with_suffix(".cache")
-        if saved.exists() and not target.exists():
-            with contextlib.suppress(OSError):
-                shutil.copy2(saved, target)
+    """A restarted job reuses the label scans its earlier attempt saved, only those (safetree: sha256-checked)."""
+    restore_caches(ds.label_dirs, store)
 
 
 def save_label_caches(ds: PreparedDataset, store: Path) -> None:
     """Label scans cost seconds per 1k images: keep them with the checkpoints so a restarted job skips them."""
-    for d in ds.label_dirs:
-        src = d.with_suffix(".cache")
-        if src.exists():
-            store.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):
-                shutil.copy2(src, store / (str(src).strip("/").replace("/", "__")))
+    save_caches(ds.label_dirs, store)

@@ -112,7 +112,8 @@ def _measure(fmt: str, path: Path, x, reference=None) -> tuple[dict[str, Any], A
 
 
 def build_bundle(model_dir: Path, staging: Path, *, imgsz: int, names: list[str], hyperparameters: dict,
-                 metrics: dict, dataset_version: str, base_weights: str, n_train: int, n_val: int) -> dict:
+                 metrics: dict, dataset_version: str, base_weights: str, n_train: int, n_val: int,
+                 thresholds: dict | None = None) -> dict:
     """Export every format from model_dir/best.pt, time each on the CPU, then move the bundle in at once."""
     import numpy as np
 
@@ -146,6 +147,9 @@ def build_bundle(model_dir: Path, staging: Path, *, imgsz: int, names: list[str]
         "base_weights": base_weights,
         "hyperparameters": hyperparameters,
         "metrics": metrics,
+        # paired.thresholds: the F1-optimal confidence on the val split, for the robot's score cut-off
+        "recommended_confidence": {**(thresholds or {"overall": None, "per_class": {}}),
+                                   "source": "F1-optimal point of the validator's curves on the val split"},
         "formats": formats,
         "latency_measured_on": {"machine": platform.processor() or platform.machine(), "batch": 1,
                                 "input": f"{imgsz}x{imgsz}", "note": "median per call, the training instance's CPU"},
@@ -177,6 +181,8 @@ letterboxed (pad 114). Trained on dataset version `{m['training_data']['dataset_
 |---|---|---|
 {lat}
 
+{_thresholds_md(m.get("recommended_confidence") or {})}
+
 ## Load each format
 
 - **PyTorch / Ultralytics**: `from ultralytics import YOLO; YOLO("best.pt").predict("image.jpg", imgsz={s})`.
@@ -205,3 +211,22 @@ yolo export model=best.pt format=engine imgsz={s} half=True device=0
 
 Then load `model.engine` with TensorRT, or `YOLO("model.engine")`. Rebuild after every JetPack upgrade.
 """
+
+
+def _thresholds_md(rc: dict) -> str:
+    overall = rc.get("overall")
+    if not overall:
+        return "## Confidence threshold\n\nNot measured for this model (no val predictions)."
+    rows = "\n".join(f"| {n} | {v['conf']:.3f} | {v['f1']:.3f} |" for n, v in sorted(rc.get("per_class", {}).items()))
+    return f"""## Confidence threshold
+
+Recommended: keep detections with score >= **{overall['conf']:.3f}** (F1 {overall['f1']:.3f} on the val split: the
+F1-optimal point of the validator's curves, mean over classes). Per class, where one class should be cut
+differently:
+
+| class | confidence | F1 at it |
+|---|---|---|
+{rows}
+
+Lower it where a miss costs more than a false alarm; raise it for the opposite. Values in `model.json`
+(`recommended_confidence`)."""

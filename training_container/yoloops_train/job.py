@@ -84,6 +84,9 @@ def train(paths: Paths, cfg: TrainConfig) -> dict:
     else:
         final, per_class, epochs = fit(paths, cfg, ds, speed, devices)
         extra = {"resolved": dict(speed), "world_size": ranks}
+    from .paired import paired_evaluation
+
+    extra.update(paired_evaluation(paths, cfg, ds, speed))  # "evaluation" (challenger vs champion), "thresholds"
     # the last line is best.pt's validation: SageMaker's FinalMetricDataList picks it
     emit(format_metric_line({"epoch": epochs, **final}))
     metrics = write_outputs(paths, cfg, final, per_class, extra)
@@ -96,14 +99,16 @@ def _bundle(paths: Paths, cfg: TrainConfig, ds, metrics: dict, resolve_model) ->
     from .export import build_bundle
 
     try:
-        base = cfg.base_weights or Path(resolve_model(cfg, paths)).name
+        base = cfg.base_weights_key or cfg.base_weights or Path(resolve_model(cfg, paths)).name
     except JobFailure:
         base = cfg.model
     hyper = dataclasses.asdict(cfg)
     try:
         build_bundle(paths.model, paths.work / "bundle", imgsz=cfg.imgsz, names=ds.names, hyperparameters=hyper,
-                     metrics={k: v for k, v in metrics.items() if k != "images_per_s_by_epoch"},
-                     dataset_version=cfg.dataset_version, base_weights=base, n_train=ds.n_train, n_val=ds.n_val)
+                     metrics={k: v for k, v in metrics.items()
+                              if k not in {"images_per_s_by_epoch", "evaluation", "thresholds"}},
+                     dataset_version=cfg.dataset_version, base_weights=base, n_train=ds.n_train, n_val=ds.n_val,
+                     thresholds=metrics.get("thresholds"))
     except BaseException:
         # no partial bundle: SageMaker must not upload a model.tar.gz missing formats
         shutil.rmtree(paths.model, ignore_errors=True)
