@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Training throughput you can trust: three legs, interleaved and repeated, timed over a window of steps.
 
-    python bench/gpu_train_bench.py              # one GPU: yolo11n and yolo12s at 640 px (~10 min on an H100)
+    python bench/gpu_train_bench.py              # one GPU: yolo11n and yolo12s at 640 px (sized for ~10 min
+                                                 # on one H100; not yet run on a GPU)
     python bench/gpu_train_bench.py --tiny       # CPU smoke check: yolo11n at 64 px (a few minutes)
 
 Legs, each its own process on one shared dataset (its label cache primed once, so no leg pays for it alone):
