@@ -143,6 +143,18 @@ def tuning_job_name(run_id: str, dataset: str, stack_code: str = "") -> str:
     return f"sw-{ds}{tail}"
 
 
+_SWEEP_JOB = re.compile(r"(sw-[a-z0-9-]+?)-(\d{3})-[0-9a-f]{8}")
+
+
+def sweep_job_slot(name: str, stack_code: str = "") -> tuple[str, int] | None:
+    """(tuning job, NNN) of a sweep's training job `<tuning job>-<NNN>-<8 hex>` (SageMaker's names); NNN is
+    the job's reservation (attempt) in the ledger. None for any other job, or another stack's."""
+    m = _SWEEP_JOB.fullmatch(name)
+    if m is None or (stack_code and not m.group(1).endswith(f"-{stack_code}")):
+        return None
+    return m.group(1), int(m.group(2))
+
+
 # ---------------------------------------------------------------- step inputs
 
 class SweepReserve(BaseModel):
@@ -278,32 +290,32 @@ def _jobs(sagemaker: Any, tuning: str) -> list[dict[str, Any]]:
 
 def settle_sweep(run_id: str, tuning: str, *, sagemaker: Any, ledger: Any, now: datetime | None = None
                  ) -> list[dict[str, Any]]:
-    """Reservation i = the i-th training job (by creation): its billable seconds; unused slots released.
-    Returns the leaderboard rows (every job, with what it cost)."""
+    """Reservation NNN = training job `<tuning>-NNN-<hash>`: its billable seconds (already settled when the
+    job's own end event came: TrainingEvents); slots no job used are released. The leaderboard rows."""
     try:
         jobs = _jobs(sagemaker, tuning)
     except Exception as exc:
         if "ResourceNotFound" not in str(exc) and "not found" not in str(exc).lower():
             raise
         jobs = []  # the tuning job was never created: every slot is released
-    open_slots = [r for r in ledger.reservations(run_id) if r.state == "reserved"]
-    board = []
+    board, used = [], set()
     for i, job in enumerate(jobs, start=1):
+        slot = (sweep_job_slot(job["TrainingJobName"]) or (tuning, i))[1]
+        used.add(slot)
         desc = sagemaker.describe_training_job(TrainingJobName=job["TrainingJobName"])
-        done = desc.get("TrainingJobStatus") in ("Completed", "Failed", "Stopped")
         billed = budget.billable_seconds(desc)
-        if done:
-            ledger.settle(run_id, i, billed, budget.training_seconds(desc), now=now)
+        if desc.get("TrainingJobStatus") in ("Completed", "Failed", "Stopped"):
+            ledger.settle(run_id, slot, billed, budget.training_seconds(desc), now=now)
         metric = (job.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
-        board.append({"job_name": job["TrainingJobName"], "status": desc.get("TrainingJobStatus"),
+        board.append({"job_name": job["TrainingJobName"], "slot": slot, "status": desc.get("TrainingJobStatus"),
                       "hyperparameters": job.get("TunedHyperParameters") or {}, "objective": metric,
                       "billable_seconds": billed})
-    for res in open_slots:
-        if res.attempt > len(jobs):
-            ledger.settle(run_id, res.attempt, 0.0, 0.0, now=now)  # never started: released
+    for res in ledger.reservations(run_id):
+        if res.state == "reserved" and res.attempt not in used:
+            ledger.settle(run_id, res.attempt, 0.0, 0.0, now=now)  # no job used it: released
     costs = {r.attempt: r.actual_usd for r in ledger.reservations(run_id)}
-    for i, row in enumerate(board, start=1):
-        row["cost_usd"] = costs.get(i)
+    for row in board:
+        row["cost_usd"] = costs.get(row["slot"])
     return board
 
 

@@ -220,6 +220,8 @@ def handle_training_event(event: Any, deps: TrainingEventDeps) -> EventOutcome:
         return _ignored(describe_validation_error(exc, "training job state change"), level="warning")
     detail = change.detail
     parsed = run_id_from_job_name(detail.TrainingJobName, deps.stack_code)
+    if parsed is None and (swept := _sweep_job(detail.TrainingJobName, event, deps)) is not None:
+        return swept
     if parsed is None:
         return _ignored(f"job {detail.TrainingJobName} is not this stack's (no '-{deps.stack_code}-a<attempt>' "
                         "suffix)" if deps.stack_code else
@@ -268,6 +270,25 @@ def handle_training_event(event: Any, deps: TrainingEventDeps) -> EventOutcome:
         return EventOutcome("duplicate", f"transition {key} already recorded", run_id)
     logger.info("training transition recorded", extra=log)
     return EventOutcome("recorded", f"{detail.TrainingJobStatus}/{secondary}", run_id)
+
+
+def _sweep_job(name: str, event: dict[str, Any], deps: TrainingEventDeps) -> EventOutcome | None:
+    """A sweep's training job (yoloops_core.sweep): its end settles the sweep's reservation NNN at once.
+    The run is the job's `yoloops:run-id` tag (the event carries the job's tags)."""
+    from yoloops_core.sweep import sweep_job_slot
+
+    slot = sweep_job_slot(name, deps.stack_code)
+    detail = event.get("detail") or {}
+    tags = detail.get("Tags") if isinstance(detail.get("Tags"), dict) else {}
+    run_id = tags.get("yoloops:run-id")
+    if slot is None or not isinstance(run_id, str) or not run_id:
+        return None
+    correlate(logger, run_id)
+    status = str(detail.get("TrainingJobStatus") or "")
+    if status in ENDED and deps.settle is not None and deps.settle(run_id, slot[1], detail) is not None:
+        logger.info("sweep job settled on its end", extra={"run_id": run_id, "job": name, "slot": slot[1]})
+        return EventOutcome("recorded", f"sweep job {name} ended {status}: reservation {slot[1]} settled", run_id)
+    return EventOutcome("ignored", f"sweep job {name}: {status}", run_id)
 
 
 def interruption_keys(detail: TrainingJobDetail) -> list[str]:
