@@ -63,7 +63,7 @@ def test_stopped_run_releases_its_hold_on_the_jobs_own_end_event_not_the_sweep(w
     wf.training.then(Outcome("complete", metrics=GOOD, hold=True, stopping_s=3.0, billable_s=72))
     arn = wf.start("shapes", "v1")
     run_id = wf.run_id("shapes", "v1")
-    job = f"{run_id}-a1"
+    job = wf.stack.job_name(run_id)
     _until(lambda: job in wf.training.jobs and wf.training.jobs[job].secondary == "Training", 30, "training")
     ledger = wf.ledger()
     [held] = ledger.reservations(run_id)
