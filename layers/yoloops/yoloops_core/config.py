@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from functools import lru_cache
 from typing import Any, Literal
@@ -163,6 +164,17 @@ class Settings(BaseModel):
     @property
     def effective_max_wait_seconds(self) -> int:
         return self.max_wait_seconds or 2 * self.max_runtime_seconds
+
+    @property
+    def approval_stages(self) -> set[str]:
+        """RequireApproval -> the stages a person approves (yoloops_core.approval)."""
+        return {"none": set(), "train": {"train"}, "promote": {"promote"},
+                "both": {"train", "promote"}}[self.require_approval]
+
+    @property
+    def approval_timeout_seconds(self) -> int:
+        """ApprovalTimeoutHours as Step Functions' TimeoutSeconds (a positive integer)."""
+        return max(1, math.ceil(self.approval_timeout_hours * 3600))
 
 
 @lru_cache(maxsize=1)

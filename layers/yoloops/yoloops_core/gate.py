@@ -79,7 +79,7 @@ def check_budget(event: CheckBudgetEvent, *, settings: Settings, store: Any, led
                  budgets: Any = None, prices: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """Reserve this attempt's worst case or refuse it; publish the start (or retry) message once."""
     run = event.run
-    attempt = event.attempt or first_attempt(run.run_id)
+    attempt = event.attempt or first_attempt(run.run_id, settings.stack_code)
     record = store.get_run(run.run_id) or {}
     spot_failed = spot_failures(record)
     use_spot = settings.use_spot and spot_failed < settings.spot_failures_before_on_demand
@@ -93,9 +93,12 @@ def check_budget(event: CheckBudgetEvent, *, settings: Settings, store: Any, led
     plan = attempt_plan(build_plan(run, event.image.image_uri, settings), decision)
     capacity = _capacity(decision, spot_failed)
     if decision.admitted:
+        # RequireApproval train: the reservation is held while a person decides (no job exists yet).
+        awaiting = run.approve_train and attempt.number == 1
         already = int(record.get("attempts") or 0) >= attempt.number and \
-            record.get("status") == RunStatus.TRAINING.value
-        store.record_job(run.run_id, attempt.number, attempt.job_name, now=now, status=RunStatus.TRAINING,
+            record.get("status") in (RunStatus.TRAINING.value, RunStatus.AWAITING_APPROVAL.value)
+        store.record_job(run.run_id, attempt.number, attempt.job_name, now=now,
+                         status=RunStatus.AWAITING_APPROVAL if awaiting else RunStatus.TRAINING,
                          note=f"attempt {attempt.number} admitted ({capacity}): {_figures(decision)}"
                               + _limits(decision, settings),
                          worst_case_cost_usd=decision.worst_case_usd, image_uri=event.image.image_uri)
@@ -127,7 +130,13 @@ def _previous_job(record: dict[str, Any], attempt: AttemptState) -> str:
 def _admitted(run: RunContext, d: BudgetDecision, attempt: AttemptState, settings: Settings,
               capacity: str, weights: str) -> Notification:
     where = f"{d.instance_count} x {d.instance_type} ({capacity})"
-    if attempt.number == 1:
+    if attempt.number == 1 and run.approve_train:
+        text = (f"Awaiting approval to train {run.dataset.name} {run.dataset.version} (run {run.run_id}, "
+                f"job {attempt.job_name}) on {where} from {describe_weights(weights)}; worst case "
+                f"{format_usd(d.worst_case_usd)} reserved, {format_usd(d.remaining_usd)} of {format_usd(d.budget_usd)} "
+                "left this month before it.")
+        etype = EventType.STARTED
+    elif attempt.number == 1:
         text = (f"Training started for {run.dataset.name} {run.dataset.version} (run {run.run_id}, "
                 f"job {attempt.job_name}) on {where} from {describe_weights(weights)}; worst case {format_usd(d.worst_case_usd)}, "
                 f"{format_usd(d.remaining_usd)} of {format_usd(d.budget_usd)} left this month before it.")

@@ -1,13 +1,15 @@
 """The scheduled watchdog: the sweep that catches what the execution status events missed.
 
-Every `WatchdogSchedule` it looks at runs in flight (this month and last), at training jobs tagged
-`yoloops:run-id` that are still running, and at finished runs whose reservations are still open:
+Every `WatchdogSchedule` it looks at runs in flight (this month and last), at this stack's training jobs
+that are still running, and at finished runs whose reservations are still open:
 - a run whose execution is no longer RUNNING is reconciled (jobs stopped, record closed, notified);
 - a run RUNNING longer than it can legitimately take is stopped and reconciled;
 - a job whose run is finished, unknown, or whose execution ended is an orphan and is stopped;
 - an open reservation of a finished run is settled once its job has ended.
 Each action is idempotent (conditional writes, stop only what is InProgress), so two sweeps at once
-do no harm.
+do no harm. A job is this stack's when its name carries the stack code (`<run id>-<code>-a<n>`): any
+other job (another stack's in the same account, Studio's, a pipeline's) is skipped by its name alone,
+before any call its role may not make. A sweep that raises trips the WatchdogErrors alarm.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, Field
 
 from yoloops_core.config import Settings
-from yoloops_core.models import RunStatus, utcnow
+from yoloops_core.models import RunStatus, run_id_from_job_name, utcnow
 from yoloops_core.reconcile import reconcile_run, settle_from_jobs, stop_job
 from yoloops_core.store import previous_month
 
@@ -34,6 +36,7 @@ class SweepReport(BaseModel):
     runs_closed: list[str] = Field(default_factory=list)
     stuck_stopped: list[str] = Field(default_factory=list)
     orphan_jobs_stopped: list[str] = Field(default_factory=list)
+    foreign_jobs_skipped: int = 0  # running jobs that are not this stack's (left alone)
     reservations_settled: int = 0
     champions_repaired: list[str] = Field(default_factory=list)
 
@@ -46,7 +49,9 @@ def stuck_after(settings: Settings) -> timedelta:
     per_attempt = settings.effective_max_wait_seconds + min(settings.retry_backoff_seconds * 2 ** settings.max_attempts,
                                                            3600)
     image_wait = settings.image_poll_seconds * settings.image_max_polls
-    return timedelta(seconds=settings.max_attempts * per_attempt + image_wait + 3600)
+    # RequireApproval: up to ApprovalTimeoutHours before training and again before promotion.
+    approvals = len(settings.approval_stages) * settings.approval_timeout_seconds
+    return timedelta(seconds=settings.max_attempts * per_attempt + image_wait + approvals + 3600)
 
 
 def _parse(ts: Any) -> datetime | None:
@@ -86,6 +91,17 @@ def _run_tag(sagemaker: Any, job_arn: str) -> str | None:
     return next((t.get("Value") for t in tags if t.get("Key") == RUN_ID_TAG), None)
 
 
+def _own_run_id(sagemaker: Any, job: dict[str, Any], stack_code: str) -> str | None:
+    """The run id of one of this stack's jobs, None for any other job.
+
+    With a stack code (every deployed stack) the name decides and nothing is called; without one (no
+    code configured) the `yoloops:run-id` tag of a name shaped `<run id>-a<n>` does."""
+    parsed = run_id_from_job_name(str(job.get("TrainingJobName") or ""), stack_code)
+    if parsed is None:
+        return None
+    return parsed[0] if stack_code else _run_tag(sagemaker, job["TrainingJobArn"])
+
+
 def sweep(*, settings: Settings, store: Any, ledger: Any, sagemaker: Any, sfn: Any, sns: Any,
           repair: Callable[[str], bool] | None = None, now: datetime | None = None) -> SweepReport:
     now = now or utcnow()
@@ -118,12 +134,14 @@ def sweep(*, settings: Settings, store: Any, ledger: Any, sagemaker: Any, sfn: A
             if result["closed"]:
                 report.runs_closed.append(run_id)
         else:
-            report.reservations_settled += len(settle_from_jobs(run_id, run, ledger, sagemaker, now=now))
+            report.reservations_settled += len(settle_from_jobs(run_id, run, ledger, sagemaker, now=now,
+                                                                stack_code=settings.stack_code))
     by_id = {r.get("run_id"): r for r in runs}
     for job in _running_jobs(sagemaker):
-        run_id = _run_tag(sagemaker, job["TrainingJobArn"])
+        run_id = _own_run_id(sagemaker, job, settings.stack_code)
         if run_id is None:
-            continue  # not a yoloops job
+            report.foreign_jobs_skipped += 1
+            continue
         record = by_id.get(run_id) or store.get_run(run_id)
         if record is not None and RunStatus(record.get("status", "FAILED")).in_flight \
                 and run_id not in ended_executions:
