@@ -31,6 +31,7 @@ class Active:
 
     lambdas: Any = None  # LambdaRuntime
     training: Any = None  # TrainingBackend
+    tuning: Any = None  # yoloops.local.tuning.LocalTuner (hyperparameter tuning jobs on the training backend)
     execution_ended: Any = None  # callable(detail): a Step Functions execution reached a final status
     image_pushed: Any = None  # callable(repository, tag, digest): PutImage succeeded
 
@@ -111,6 +112,10 @@ def _patch_sfn_sagemaker() -> None:
         },
         "describetrainingjob": {"TrainingJobName"},
         "stoptrainingjob": {"TrainingJobName"},
+        "createhyperparametertuningjob": {
+            "Autotune", "HyperParameterTuningJobConfig", "HyperParameterTuningJobName", "Tags",
+            "TrainingJobDefinition", "TrainingJobDefinitions", "WarmStartConfig",
+        },
     }
 
     class StateTaskServiceSageMakerLocal(StateTaskServiceCallback):
@@ -146,7 +151,11 @@ def _patch_sfn_sagemaker() -> None:
             if backend is None:
                 raise SageMakerApiError("InternalFailure", "no local training backend is attached")
             action = self.resource.api_action.lower()
-            if action == "createtrainingjob":
+            if action == "createhyperparametertuningjob":
+                if ACTIVE.tuning is None:
+                    raise SageMakerApiError("InternalFailure", "no local tuner is attached")
+                response = ACTIVE.tuning.create(normalised_parameters)
+            elif action == "createtrainingjob":
                 response = backend.create_training_job(normalised_parameters)
             elif action == "describetrainingjob":
                 response = backend.describe_training_job(normalised_parameters["TrainingJobName"])
@@ -156,13 +165,17 @@ def _patch_sfn_sagemaker() -> None:
 
         def _build_sync_resolver(self, env, resource_runtime_part, normalised_parameters, state_credentials
                                  ) -> Callable[[], Any] | None:
-            env.stack.pop()  # the CreateTrainingJob response
-            name = normalised_parameters["TrainingJobName"]
+            env.stack.pop()  # the Create* response
+            tuning = "HyperParameterTuningJobName" in normalised_parameters
+            name = normalised_parameters["HyperParameterTuningJobName" if tuning else "TrainingJobName"]
             backend = ACTIVE.training
+            tuner = ACTIVE.tuning
 
             def _resolve() -> dict | None:
-                description = backend.describe_training_job(name)
-                status = description["TrainingJobStatus"]
+                # createHyperParameterTuningJob.sync ends like createTrainingJob.sync: the Describe output, or
+                # States.TaskFailed with it as the Cause.
+                description = tuner.describe(name) if tuning else backend.describe_training_job(name)
+                status = description["HyperParameterTuningJobStatus" if tuning else "TrainingJobStatus"]
                 if status == "Completed":
                     return description
                 if status in ("Failed", "Stopped"):
@@ -392,7 +405,7 @@ def _patch_events_lambda() -> None:
 # ------------------------------------------------------------------ SageMaker API mirrors the backend
 
 _TIME_KEYS = {"CreationTime", "LastModifiedTime", "TrainingStartTime", "TrainingEndTime", "StartTime",
-              "EndTime", "Timestamp"}
+              "EndTime", "Timestamp", "HyperParameterTuningEndTime"}
 
 
 def _api_times(value: Any) -> Any:
@@ -492,8 +505,41 @@ def _patch_sagemaker_stop_and_tags() -> None:
             raise JsonRESTError(exc.code, exc.message) from None
 
     SageMakerResponse.stop_training_job = stop_training_job
+    _patch_sagemaker_tuning_api(SageMakerResponse, ActionResult, ValidationError)
     SageMakerResponse.create_training_job = create_training_job
     SageMakerModelBackend.list_tags = list_tags
+
+
+def _patch_sagemaker_tuning_api(response_class: Any, action_result: Any, validation_error: Any) -> None:
+    """DescribeHyperParameterTuningJob and ListTrainingJobsForHyperParameterTuningJob show the local tuner's
+    jobs (moto has no ListTrainingJobsFor...; its Describe knows only tuning jobs it created itself)."""
+    from yoloops.local.training import SageMakerApiError
+
+    original_describe = response_class.describe_hyper_parameter_tuning_job
+
+    def describe_hyper_parameter_tuning_job(self):
+        name = self._get_param("HyperParameterTuningJobName")
+        tuner = ACTIVE.tuning
+        if tuner is None or name not in tuner.jobs:
+            return original_describe(self)
+        return action_result(_api_times(tuner.describe(name)))
+
+    def list_training_jobs_for_hyper_parameter_tuning_job(self):
+        name = self._get_param("HyperParameterTuningJobName")
+        tuner = ACTIVE.tuning
+        try:
+            rows = tuner.list_training_jobs(name) if tuner is not None else None
+        except SageMakerApiError as exc:
+            raise validation_error(exc.message) from None
+        if rows is None:
+            raise validation_error(f"Amazon SageMaker can't find a tuning job with name {name}")
+        start = int(self._get_param("NextToken") or 0)
+        end = start + int(self._get_param("MaxResults") or 10)
+        return action_result({"TrainingJobSummaries": _api_times(rows[start:end]),
+                              **({"NextToken": str(end)} if end < len(rows) else {})})
+
+    response_class.describe_hyper_parameter_tuning_job = describe_hyper_parameter_tuning_job
+    response_class.list_training_jobs_for_hyper_parameter_tuning_job = list_training_jobs_for_hyper_parameter_tuning_job
 
 
 # ------------------------------------------------------------------ execution status -> EventBridge

@@ -24,6 +24,7 @@ from yoloops.local import moto_patches
 from yoloops.local.deploy import Deployer, Deployment
 from yoloops.local.lambdas import LambdaRuntime
 from yoloops.local.training import ScriptedTrainingBackend, TrainingBackend
+from yoloops.local.tuning import LocalTuner
 
 log = logging.getLogger("yoloops.local")
 
@@ -59,7 +60,7 @@ class LocalStack:
                  training: TrainingBackend | None = None, parameters: dict[str, Any] | None = None,
                  template: Path | str = TEMPLATE, region: str = REGION,
                  github_webhook_secret: str = "local-github-webhook-secret",
-                 function_env: dict[str, str] | None = None):
+                 function_env: dict[str, str] | None = None, stack_name: str = "yoloops-local"):
         self.workdir = Path(workdir)
         self.port = port
         self.training = training if training is not None else ScriptedTrainingBackend()
@@ -70,6 +71,8 @@ class LocalStack:
         # Extra variables for every function, like `sam local invoke --env-vars` (local settings only).
         self.function_env = dict(function_env or {})
         self.lambdas = LambdaRuntime()
+        # Hyperparameter tuning jobs (sweeps): real training jobs of `training`, a few at a time.
+        self.tuner = LocalTuner(self.training, region)
         self.slack_messages: list[dict[str, Any]] = []
         self.slack_reply_status = 200  # tests: make the Slack receiver fail (e.g. 400, 500)
         # The Web API receiver (chat.postMessage/update/delete at <control_url>/slack-api/) checks this token;
@@ -78,7 +81,10 @@ class LocalStack:
         # The Slack app's signing secret: what `yoloops.local.slack_sign` signs button clicks with.
         self.slack_signing_secret = "local-slack-signing-secret"
         self._slack_ts = 0
+        self.stack_name = stack_name
         self.deployment: Deployment | None = None
+        # More stacks of the template in the same emulated account (add_stack): dev and prod side by side.
+        self.other_stacks: dict[str, Deployment] = {}
         self.sqs_pollers: list[Any] = []  # event_sources.SqsPoller per SQS event source mapping
         self._server: Any = None
         self._http: ThreadingHTTPServer | None = None
@@ -117,6 +123,7 @@ class LocalStack:
         self.lambdas.dead_letter = self._dead_letter
         moto_patches.ACTIVE.lambdas = self.lambdas
         moto_patches.ACTIVE.training = self.training
+        moto_patches.ACTIVE.tuning = self.tuner
         moto_patches.ACTIVE.execution_ended = self._emit_execution_event
         moto_patches.ACTIVE.image_pushed = self._emit_image_pushed
         self.training.attach(self.client("s3"), self._emit_training_event, self.region)
@@ -132,43 +139,58 @@ class LocalStack:
         return self
 
     def deploy(self) -> Deployment:
-        import boto3
 
         self.lambdas.cold_start()  # clients, secrets and wiring would point at the previous deployment otherwise
+        self._stop_pollers()
+        self.other_stacks.clear()
+        self.deployment = self._deploy_stack(self.stack_name, self.parameters)
+        return self.deployment
+
+    def add_stack(self, stack_name: str, parameters: dict[str, Any] | None = None) -> Deployment:
+        """Deploy the template once more, as another stack in the same emulated account and region (dev and
+        prod side by side, as samconfig.toml deploys them): its own resources, functions and pollers; one
+        EventBridge bus, one SageMaker (training backend) and one Slack receiver shared, as on AWS."""
+        if stack_name == self.stack_name or stack_name in self.other_stacks:
+            raise ValueError(f"stack {stack_name} is already deployed in this account")
+        self.other_stacks[stack_name] = self._deploy_stack(stack_name, parameters or {})
+        return self.other_stacks[stack_name]
+
+    def _deploy_stack(self, stack_name: str, parameters: dict[str, Any]) -> Deployment:
+        import boto3
+
         params = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in self._template_parameters()}
-        params.update(self.parameters)
+        params.update(parameters)
         if self._session is None:
             self._session = boto3.session.Session()
         # Code and definition paths are relative to the template, as in `sam build`.
         deployer = Deployer(self._session, self.endpoint_url, self.region, self.template.resolve().parent, self.lambdas,
-                            function_url_base=lambda fn: f"{self.control_url}/lambda-url/{fn}/")
+                            function_url_base=lambda fn: f"{self.control_url}/lambda-url/{fn}/", stack_name=stack_name)
         deployer.clients = self._deploy_clients  # botocore model loading dominates a redeploy otherwise
-        self.deployment = deployer.deploy(self.template, params)
-        self._push_training_image(str(params.get("TrainingImageTag") or "latest"))
-        for spec in self.deployment.functions.values():
+        deployment = deployer.deploy(self.template, params)
+        self._push_training_image(str(params.get("TrainingImageTag") or "latest"), deployment.outputs)
+        for spec in deployment.functions.values():
             # EMF metrics are stdout lines that CloudWatch Logs turns into metrics on AWS; in-process they would
             # land in the demo's (or a CLI command's) own output, so they are off unless function_env says otherwise.
             spec.environment.update({"SLACK_API_URL": f"{self.control_url}/slack-api/",
                                      "POWERTOOLS_METRICS_DISABLED": "true", **self.function_env})
-        self._fill_secrets()
-        self._start_pollers()
-        return self.deployment
+        self._fill_secrets(deployment.outputs)
+        self._start_pollers(deployment)
+        return deployment
 
-    def _push_training_image(self, tag: str) -> None:
+    def _push_training_image(self, tag: str, outputs: dict[str, str]) -> None:
         """What a team does once after deploying: push the training image (locally: its tag in local ECR),
         so upload runs can pin TrainingImageTag to a digest."""
         from yoloops.local.release import register_image
 
-        repo = self.outputs.get("TrainingImageRepositoryName")
+        repo = outputs.get("TrainingImageRepositoryName")
         if repo:
             register_image(self.client("ecr"), repo, tag)
 
-    def _start_pollers(self) -> None:
+    def _start_pollers(self, deployment: Deployment) -> None:
         from yoloops.local.event_sources import MotoQueue, SqsPoller
 
-        self._stop_pollers()
-        self.sqs_pollers = [SqsPoller(m, MotoQueue(m.queue_url, region=self.region), self.lambdas, self.region).start()
-                            for m in (self.deployment.sqs_mappings if self.deployment else [])]
+        self.sqs_pollers += [SqsPoller(m, MotoQueue(m.queue_url, region=self.region), self.lambdas, self.region).start()
+                             for m in deployment.sqs_mappings]
 
     def _stop_pollers(self) -> None:
         for poller in self.sqs_pollers:
@@ -188,6 +210,7 @@ class LocalStack:
         self.slack_messages.clear()
         if isinstance(self.training, ScriptedTrainingBackend):
             self.training.reset()
+        self.tuner.jobs.clear()
         if parameters is not None:
             self.parameters = dict(parameters)
         self.deploy()
@@ -206,6 +229,7 @@ class LocalStack:
             self._server.stop()
         moto_patches.ACTIVE.lambdas = None
         moto_patches.ACTIVE.training = None
+        moto_patches.ACTIVE.tuning = None
         moto_patches.ACTIVE.execution_ended = None
         moto_patches.ACTIVE.image_pushed = None
         for k, v in self._saved_env.items():
@@ -242,6 +266,19 @@ class LocalStack:
                 aws_access_key_id="testing", aws_secret_access_key="testing")
         return self._clients[service]
 
+    def stack_code(self, stack_name: str | None = None) -> str:
+        """The stack code its job names carry (the functions' STACK_CODE: 8 hex characters of the stack id)."""
+        deployment = self.deployment if stack_name in (None, self.stack_name) else self.other_stacks[stack_name]
+        if deployment is None or not deployment.functions:
+            return ""
+        return next(iter(deployment.functions.values())).environment.get("STACK_CODE", "")
+
+    def job_name(self, run_id: str, attempt: int = 1, stack_name: str | None = None) -> str:
+        """The training job of a run's attempt, as the stack names it: <run id>-<stack code>-a<attempt>."""
+        from yoloops_core.models import job_name
+
+        return job_name(run_id, attempt, self.stack_code(stack_name))
+
     def interrupt(self, job_name: str) -> None:
         self.training.interrupt(job_name)
 
@@ -267,10 +304,9 @@ class LocalStack:
 
         return set(load_template(self.template).get("Parameters") or {})
 
-    def _fill_secrets(self) -> None:
+    def _fill_secrets(self, outputs: dict[str, str]) -> None:
         """Local values for the stack's secrets: Slack -> the local receiver; never real credentials."""
         sm = self.client("secretsmanager")
-        outputs = self.outputs
         values = {
             "SlackWebhookSecretArn": self.slack_url,
             "SlackBotTokenSecretArn": self.slack_bot_token,
