@@ -499,6 +499,7 @@ class Stack:
 
         outputs = self.info.outputs
         targets = {kind: outputs[key] for kind, key in (("slack-notifier", "SlackNotifierFunctionName"),
+                                                         ("release-writeback", "ReleaseWritebackFunctionName"),
                                                          ("training-events", "TrainingEventsFunctionName"),
                                                          ("reconcile", "ReconcileFunctionName")) if outputs.get(key)}
         out: dict[str, Any] = {"redriven": [], "skipped": []}

@@ -107,3 +107,22 @@ def test_a_failed_release_run_writes_its_verdict_and_attaches_nothing(stack, git
     assert _record(stack, run_id)["status"] == "FAILED"
     assert "### yoloops: FAILED" in release["body"] and "loss is NaN" in release["body"]
     assert release["assets"] == []
+
+
+def test_a_write_back_github_refused_waits_in_its_own_dead_letter_queue_and_redrives_there(stack, github):
+    _set_token(stack, github)
+    github.fail_uploads = 100  # GitHub's upload host is down for the first try and both retries
+    run_id, release = _release(stack, github, "v1.2.0", complete({"mAP50": 0.85, "mAP50-95": 0.65}))
+    assert release["assets"] == [] and "release_writeback" not in _record(stack, run_id)
+    local = ["--local", str(stack.workdir)]
+    letters = json.loads(CliRunner().invoke(app, [*local, "dlq", "list", "--queue", "releasewriteback", "--json"],
+                                            catch_exceptions=False).stdout)
+    assert [d["kind"] for d in letters] == ["release-writeback"] and run_id in letters[0]["summary"]
+    github.fail_uploads = 0  # it is back
+    result = CliRunner().invoke(app, [*local, "dlq", "redrive", "--queue", "releasewriteback", "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["redriven"][0]["to"] == stack.outputs["ReleaseWritebackFunctionName"]
+    stack.lambdas.wait_idle(30)
+    assert "best.pt" in [a["name"] for a in github.release(REPO, "v1.2.0")["assets"]]
+    assert _record(stack, run_id)["release_writeback"]["release"] == f"{REPO}@v1.2.0"

@@ -304,7 +304,8 @@ def test_required_settings_are_always_set(template):
 
 def test_no_secret_value_reaches_an_environment(template, resources):
     secrets = {k for k, v in resources.items() if v["Type"] == "AWS::SecretsManager::Secret"}
-    assert secrets == {"SlackWebhookSecret", "SlackBotTokenSecret", "GithubWebhookSecret", "WandbApiKeySecret"}
+    assert secrets == {"SlackWebhookSecret", "SlackBotTokenSecret", "SlackSigningSecret", "GithubWebhookSecret",
+                       "GithubTokenSecret", "WandbApiKeySecret"}
     for name, value in all_environment_names(template, resources).items():
         if re.search(r"SECRET|KEY|TOKEN|PASSWORD|WEBHOOK", name):
             assert name.endswith("_ARN") and value in [{"Ref": s} for s in secrets], name

@@ -35,7 +35,7 @@ class DeadLetter:
     message_id: str
     sent_at: str | None
     receive_count: int
-    kind: str  # slack-notifier | training-events | reconcile | eventbridge-target | source-queue | unknown
+    kind: str  # slack-notifier | release-writeback | training-events | reconcile | eventbridge-target | source-queue | unknown
     summary: str
     error: str | None
     target: str | None = None  # function name/ARN or source queue URL, when known
@@ -51,6 +51,11 @@ class DeadLetter:
 
 def _attrs(message: dict[str, Any]) -> dict[str, str]:
     return {k: str(v.get("StringValue", "")) for k, v in (message.get("MessageAttributes") or {}).items()}
+
+
+# A queue only one SNS subscriber dead-letters into: its letters go back to that function (by `yoloops dlq`
+# name: the `<Name>DlqUrl` output lower-cased), not to the Slack notifier, which gets the same SNS events.
+QUEUE_KINDS = {"releasewriteback": "release-writeback"}
 
 
 def _iso_ms(value: str | None) -> str | None:
@@ -142,6 +147,8 @@ def read(sqs: Any, queue: str, queue_url: str, limit: int = 100, hold_seconds: i
             body = m.get("Body")
         attrs = _attrs(m)
         kind, summary = classify(body, attrs)
+        if kind == "slack-notifier" and queue in QUEUE_KINDS:  # SNS subscribers other than Slack's own queue
+            kind = QUEUE_KINDS[queue]
         sysattrs = m.get("Attributes") or {}
         letters.append(DeadLetter(
             queue=queue, message_id=m["MessageId"], sent_at=_iso_ms(sysattrs.get("SentTimestamp")),
