@@ -49,10 +49,13 @@ class FakeS3:
 
 
 class FakeStore:
-    def __init__(self, record):
+    def __init__(self, record, others=None):
         self.record = record
+        self.others = others or {}
 
     def get_run(self, run_id):
+        if run_id in self.others:
+            return dict(self.others[run_id])
         return dict(self.record) if self.record else None
 
     def update_run(self, run_id, note=None, **fields):
@@ -108,3 +111,16 @@ def test_tokens_and_release_urls():
     assert repo_and_tag("https://github.com/acme/robot/releases/tag/v1%2Brc") == ("acme/robot", "v1+rc")
     with pytest.raises(ValueError, match="not a GitHub release URL"):
         repo_and_tag("s3://b/k")
+
+
+def test_a_retry_of_a_release_run_reports_to_that_release():
+    api = FakeApi()
+    retry = {**RECORD, "run_id": "gh-run-1-y1", "trigger_source": "retry", "trigger_ref": "gh-run-1"}
+    deps = _deps(retry, api)
+    deps.store.others["gh-run-1"] = dict(RECORD)
+    note = _note().model_copy(update={"run_id": "gh-run-1-y1"})
+    deps.s3.files = {k.replace("gh-run-1/", "gh-run-1-y1/"): v for k, v in deps.s3.files.items()}
+    assert write_back(note, deps)["release"] == "acme/robot@v1.2.0"
+    assert "<!-- yoloops:run gh-run-1-y1 -->" in api.release["body"]
+    retrain = {**RECORD, "trigger_source": "retrain", "trigger_ref": "gh-run-1"}
+    assert write_back(_note(), _deps(retrain, FakeApi()))["why"] == "not a release run"

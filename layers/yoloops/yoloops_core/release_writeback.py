@@ -1,8 +1,8 @@
 """Results back on the release: a release-triggered run's verdict, metric table and cost go into the
 release body, and its model bundle becomes release assets (issue 19 item 4).
 
-Runs on the run's final notification (an SNS subscriber), only for runs a GitHub release started, and only
-when the GitHub token secret holds a token: without one, nothing is called and nothing changes.
+Runs on the run's final notification (an SNS subscriber), only for runs a GitHub release started (or retries
+of one), and only when the GitHub token secret holds a token: without one, nothing is called and nothing changes.
 Idempotent, so a redelivered notification or a retry after a half-done write changes nothing more:
   - the body gets one section per run between `<!-- yoloops:run <id> -->` markers, replaced in place;
   - an asset whose name the release already has is not uploaded again;
@@ -91,11 +91,24 @@ def asset_name(relative: str) -> str:
     return relative.replace("/", ".")
 
 
+def release_url(store: Any, record: dict[str, Any], max_hops: int = 5) -> str | None:
+    """The release a run answers to: its own (a release run), or, for a retry, the retried run's, so a
+    failed release run retried with `yoloops run retry` still reports to its release."""
+    for _ in range(max_hops):
+        if record.get("trigger_source") == "github":
+            return str(record.get("trigger_ref") or "") or None
+        if record.get("trigger_source") != "retry" or not record.get("trigger_ref"):
+            return None
+        record = store.get_run(str(record["trigger_ref"])) or {}
+    return None
+
+
 def write_back(note: Notification, deps: WritebackDeps) -> dict[str, Any]:
     if note.event_type not in FINAL_EVENTS or not note.run_id:
         return {"written": False, "why": f"{note.event_type.value} is not a run's final outcome"}
     record = deps.store.get_run(note.run_id) or {}
-    if record.get("trigger_source") != "github":
+    url = release_url(deps.store, record)
+    if url is None:
         return {"written": False, "why": "not a release run"}
     if record.get("release_writeback"):
         return {"written": False, "why": "already written back", **record["release_writeback"]}
@@ -103,7 +116,7 @@ def write_back(note: Notification, deps: WritebackDeps) -> dict[str, Any]:
     if not usable_token(token):
         logger.info("no GitHub token in the secret: the release is left as it is", extra={"run_id": note.run_id})
         return {"written": False, "why": "no GitHub token"}
-    repo, tag = repo_and_tag(str(record.get("trigger_ref")))
+    repo, tag = repo_and_tag(url)
     api = deps.api(str(token))
     release = api.release_by_tag(repo, tag)
     body = with_section(release.get("body") or "", note.run_id, render_section(note))
