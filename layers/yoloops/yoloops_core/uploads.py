@@ -133,6 +133,7 @@ class _Group:
     last_event: datetime | None = None
     marker: bool = False
     message_ids: set[str] = field(default_factory=set)
+    redelivered: bool = False  # SQS handed one of its messages over before (a failed earlier attempt)
 
 
 # ---------------------------------------------------------------- the batch
@@ -165,6 +166,7 @@ def handle_batch(event: Any, deps: UploadDeps) -> dict[str, Any]:
             group.objects += 1
             group.marker |= target.marker
             group.message_ids.add(record.messageId)
+            group.redelivered |= int(record.attributes.get("ApproximateReceiveCount", 1) or 1) > 1
             if group.last_event is None or s3_record.eventTime > group.last_event:
                 group.last_event = s3_record.eventTime
     failures: set[str] = set()
@@ -226,7 +228,7 @@ def _touch(group: _Group, deps: UploadDeps) -> dict[str, Any] | None:
     if generation is None:  # CLOSED: a re-upload reopens it; late or duplicate events of the closed listing do not
         unfinished = deps.sessions.get(t.prefix)
         if unfinished is not None and unfinished.status == CLOSED and not unfinished.done \
-                and unfinished.outcome == "start" and group.marker:
+                and unfinished.outcome == "start" and group.marker and group.redelivered:
             # A marker's batch redelivered after its run failed to start: start it now (idempotent by name).
             _act(unfinished, deps)
             return None
@@ -272,7 +274,7 @@ def close_session(prefix: str, generation: int, deps: UploadDeps, *, redelivered
             logger.warning("check for an unknown upload session ignored", extra=log)
             return "unknown"
         if session.status == CLOSED:
-            if session.generation == generation and not session.done and (redelivered or session.outcome == "start"):
+            if session.generation == generation and not session.done and redelivered:
                 return _act(session, deps)  # the closer that won crashed (or could not start): finish its decision
             return "already closed"
         if session.generation != generation and not marker:
