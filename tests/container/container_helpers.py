@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import pickle
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,3 +29,26 @@ def make_base(base: Path, hyperparameters: dict[str, str], n_train: int = 24, n_
     generate_dataset(base / "input" / "data" / "train", n_train=n_train, n_val=n_val, imgsz=imgsz,
                      layout=layout, seed=seed)
     return base
+
+
+class Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def poison(root: Path, marker: Path) -> list[Path]:
+    """Pickled caches wherever Ultralytics could look for one: beside every labels folder of every layout,
+    as `labels.cache`, `<split>.cache` and `train.cache`, plus .npy/.pt/.pkl files next to images."""
+    planted = []
+    for labels in [p for p in root.rglob("labels") if p.is_dir()] + [p for p in root.rglob("*") if p.is_dir()
+                                                                     and p.parent.name == "labels"]:
+        for cache in (labels.with_suffix(".cache"), labels.parent / "train.cache", labels / "train.cache"):
+            cache.write_bytes(pickle.dumps(Payload(marker)))
+            planted.append(cache)
+    for image in list(root.rglob("*.jpg"))[:2]:
+        for suffix in (".npy", ".pkl", ".pt"):
+            image.with_suffix(suffix).write_bytes(pickle.dumps(Payload(marker)))
+    return planted

@@ -8,37 +8,14 @@ appears. The real job on a poisoned upload is in test_paired_eval.py (one run se
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import pytest
 import yaml
+from container_helpers import Payload, poison
 
 from yoloops.synth import generate_dataset
-
-
-class Payload:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-def poison(root: Path, marker: Path) -> list[Path]:
-    """Pickled caches wherever Ultralytics could look for one: beside every labels folder of every layout,
-    as `labels.cache`, `<split>.cache` and `train.cache`, plus .npy/.pt/.pkl files next to images."""
-    planted = []
-    for labels in [p for p in root.rglob("labels") if p.is_dir()] + [p for p in root.rglob("*") if p.is_dir()
-                                                                     and p.parent.name == "labels"]:
-        for cache in (labels.with_suffix(".cache"), labels.parent / "train.cache", labels / "train.cache"):
-            cache.write_bytes(pickle.dumps(Payload(marker)))
-            planted.append(cache)
-    for image in list(root.rglob("*.jpg"))[:2]:
-        for suffix in (".npy", ".pkl", ".pt"):
-            image.with_suffix(suffix).write_bytes(pickle.dumps(Payload(marker)))
-    return planted
 
 
 @pytest.mark.parametrize("layout", ["ultralytics", "roboflow", "cvat"])
