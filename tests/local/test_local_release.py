@@ -90,7 +90,7 @@ def test_local_release_pushes_the_image_and_the_signed_webhook_starts_a_run(stac
     (image,) = stack.client("ecr").describe_images(repositoryName=repo, imageIds=[{"imageTag": "v1.0.0"}])["imageDetails"]
     desc = stack.wait_for_execution(body["execution_arn"], 90)
     assert desc["status"] == "SUCCEEDED"
-    job = stack.training.jobs[f"{body['run_id']}-a1"]
+    job = stack.training.jobs[stack.job_name(body['run_id'])]
     # Trained with the release's image, by digest (tags are mutable, digests are not).
     assert job.request["AlgorithmSpecification"]["TrainingImage"].endswith("@" + image["imageDigest"])
     assert image["imageDigest"] == body["digest"]
@@ -189,7 +189,7 @@ def test_a_release_delivered_with_curl_trains_and_a_forged_one_is_refused(stack,
     status, answer = post("sha256=" + hmac.new(secret.encode(), body.read_bytes(), hashlib.sha256).hexdigest())
     assert status == 202 and answer["started"], answer
     assert stack.wait_for_execution(answer["execution_arn"], 90)["status"] == "SUCCEEDED", stack.slack_messages[-1:]
-    job = stack.training.jobs[f"{answer['run_id']}-a1"]
+    job = stack.training.jobs[stack.job_name(answer['run_id'])]
     digest = stack.client("ecr").describe_images(repositoryName=stack.outputs["TrainingImageRepositoryName"],
                                                  imageIds=[{"imageTag": "v4.0.0"}])["imageDetails"][0]["imageDigest"]
     assert job.request["AlgorithmSpecification"]["TrainingImage"].endswith("@" + digest)

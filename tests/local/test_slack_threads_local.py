@@ -61,7 +61,7 @@ def test_a_run_is_one_thread_started_then_edited_with_the_verdict(stack, tmp_pat
     _publish(stack, event_type="training.interrupted", run_id="ds-thr-v1", dataset="thr", version="v1",
              text="Spot capacity reclaimed <!channel>; resuming from the last checkpoint.")
     stack.lambdas.wait_idle(10)
-    stack.training.release("ds-thr-v1-a1")
+    stack.training.release(stack.job_name("ds-thr-v1"))
     assert stack.wait_for_execution(arn, timeout=120)["status"] == "SUCCEEDED"
 
     record = store.get_run("ds-thr-v1")

@@ -58,7 +58,7 @@ def test_stop_execution_stops_the_job_closes_the_run_and_tells_slack(stack, tmp_
 
     job = _wait(lambda: next((j for j in stack.training.jobs.values() if j.secondary == "Training"), None),
                 what="the training job to start")
-    run_id = job.name.rsplit("-a", 1)[0]
+    run_id = job.name.rsplit(f"-{stack.stack_code()}-a", 1)[0]
     sm_arn = stack.outputs["TrainingStateMachineArn"]
     execution_arn = sm_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
 

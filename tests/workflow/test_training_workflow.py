@@ -30,12 +30,13 @@ def _run(wf, name, version, *outcomes, timeout=60):
 def test_first_model_is_promoted_to_champion(wf):
     arn, result = _run(wf, "shapes", "v1", complete(GOOD))
     run_id = wf.run_id("shapes", "v1")
+    job = wf.stack.job_name(run_id)  # <run id>-<stack code>-a1
 
     assert result["status"] == "SUCCEEDED", wf.history(arn)[-3:]
     assert wf.states_entered(arn) == ["ValidateDataset", "IsDatasetValid", "FirstAttempt", "CheckBudget",
                                       "IsAdmitted", "Train", "Evaluate", "IsBetter", "Promote", "Notify", "Done"]
     [request] = wf.training.requests
-    assert request["TrainingJobName"] == f"{run_id}-a1"
+    assert request["TrainingJobName"] == job and job.startswith(run_id)
     assert request["CheckpointConfig"]["S3Uri"] == f"s3://{wf.bucket}/checkpoints/{run_id}/"
     assert all(isinstance(v, str) for v in request["HyperParameters"].values())
 
@@ -45,14 +46,14 @@ def test_first_model_is_promoted_to_champion(wf):
     assert "models/shapes/champion/best.pt" in wf.keys("models/shapes/champion/")
     assert f"models/shapes/versions/{run_id}/best.pt" in wf.keys(f"models/shapes/versions/{run_id}/")
     body = wf.s3.get_object(Bucket=wf.bucket, Key="models/shapes/champion/best.pt")["Body"].read()
-    assert body == f"yoloops-scripted-weights:{run_id}-a1".encode()  # the job's own best.pt, not a copy of nothing
+    assert body == f"yoloops-scripted-weights:{job}".encode()  # the job's own best.pt, not a copy of nothing
 
     # The CLI and the aws CLI see the job through the SageMaker API on the local endpoint.
     sm = wf.stack.client("sagemaker")
-    described = sm.describe_training_job(TrainingJobName=f"{run_id}-a1")
+    described = sm.describe_training_job(TrainingJobName=job)
     assert described["TrainingJobStatus"] == "Completed"
-    assert described["ModelArtifacts"]["S3ModelArtifacts"].endswith(f"/{run_id}-a1/output/model.tar.gz")
-    assert [j["TrainingJobName"] for j in sm.list_training_jobs()["TrainingJobSummaries"]] == [f"{run_id}-a1"]
+    assert described["ModelArtifacts"]["S3ModelArtifacts"].endswith(f"/{job}/output/model.tar.gz")
+    assert [j["TrainingJobName"] for j in sm.list_training_jobs()["TrainingJobSummaries"]] == [job]
 
     record = wf.run_record(run_id)
     assert record["status"] == "PROMOTED"
@@ -99,7 +100,7 @@ def test_capacity_and_spot_failures_retry_with_new_jobs_on_one_checkpoint_prefix
 
     assert result["status"] == "SUCCEEDED", wf.history(arn)[-3:]
     names = [r["TrainingJobName"] for r in wf.training.requests]
-    assert names == [f"{wf.run_id('shapes', 'v1')}-a{n}" for n in (1, 2, 3)]
+    assert names == [wf.stack.job_name(wf.run_id('shapes', 'v1'), n) for n in (1, 2, 3)]
     prefixes = {r["CheckpointConfig"]["S3Uri"] for r in wf.training.requests}
     assert prefixes == {f"s3://{wf.bucket}/checkpoints/{wf.run_id('shapes', 'v1')}/"}
     # Both retries pass the backoff Wait; only the capacity error waits (MaxWait already waited).
@@ -149,13 +150,13 @@ def test_out_of_order_finish_leaves_the_better_model_champion(wf):
     # v2 (better) finishes first, v1 (worse) finishes later: v1 must not replace v2.
     wf.upload_dataset("shapes", "v1")
     wf.upload_dataset("shapes", "v2")
-    wf.training.script(f"{wf.run_id('shapes', 'v1')}-a1", complete(WORSE, hold=True))
-    wf.training.script(f"{wf.run_id('shapes', 'v2')}-a1", complete(BETTER))
+    wf.training.script(wf.stack.job_name(wf.run_id('shapes', 'v1')), complete(WORSE, hold=True))
+    wf.training.script(wf.stack.job_name(wf.run_id('shapes', 'v2')), complete(BETTER))
     slow = wf.start("shapes", "v1")
     fast = wf.start("shapes", "v2")
     assert wf.wait(fast)["status"] == "SUCCEEDED"
     assert wf.champion("shapes")["run_id"] == wf.run_id("shapes", "v2")
-    wf.training.release(f"{wf.run_id('shapes', 'v1')}-a1")
+    wf.training.release(wf.stack.job_name(wf.run_id('shapes', 'v1')))
     assert wf.wait(slow)["status"] == "SUCCEEDED"
 
     champion = wf.champion("shapes")
@@ -171,8 +172,8 @@ def test_promotion_race_the_better_model_wins_the_conditional_write(wf):
     # until the better one has promoted: its conditional write must lose, files and record untouched.
     wf.upload_dataset("shapes", "v1")
     wf.upload_dataset("shapes", "v2")
-    wf.training.script(f"{wf.run_id('shapes', 'v1')}-a1", complete(WORSE))
-    wf.training.script(f"{wf.run_id('shapes', 'v2')}-a1", complete(BETTER, hold=True))
+    wf.training.script(wf.stack.job_name(wf.run_id('shapes', 'v1')), complete(WORSE))
+    wf.training.script(wf.stack.job_name(wf.run_id('shapes', 'v2')), complete(BETTER, hold=True))
     v1 = wf.run_id("shapes", "v1")
     promote_v1 = wf.stack.lambdas.hold(
         lambda spec, event: spec.logical_id == "PromoteFunction" and v1 in json.dumps(event))
@@ -183,7 +184,7 @@ def test_promotion_race_the_better_model_wins_the_conditional_write(wf):
                   for i in wf.stack.lambdas.invocations):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    wf.training.release(f"{wf.run_id('shapes', 'v2')}-a1")
+    wf.training.release(wf.stack.job_name(wf.run_id('shapes', 'v2')))
     assert wf.wait(fast)["status"] == "SUCCEEDED"
     promote_v1.set()
     assert wf.wait(slow)["status"] == "SUCCEEDED"
@@ -192,7 +193,7 @@ def test_promotion_race_the_better_model_wins_the_conditional_write(wf):
     champion = wf.champion("shapes")
     assert champion["run_id"] == wf.run_id("shapes", "v2")
     best = wf.s3.get_object(Bucket=wf.bucket, Key="models/shapes/champion/best.pt")["Body"].read()
-    assert best == f"yoloops-scripted-weights:{wf.run_id('shapes', 'v2')}-a1".encode()
+    assert best == f"yoloops-scripted-weights:{wf.stack.job_name(wf.run_id('shapes', 'v2'))}".encode()
     assert wf.run_record(wf.run_id("shapes", "v2"))["status"] == "PROMOTED"
     assert wf.run_record(wf.run_id("shapes", "v1"))["status"] != "PROMOTED"
 
