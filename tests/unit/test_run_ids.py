@@ -7,7 +7,13 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from yoloops_core.models import DatasetRef, job_name, run_id_for_dataset, run_id_for_release, run_id_from_job_name
+from yoloops_core.models import (
+    DatasetRef,
+    job_name,
+    run_id_for_dataset,
+    run_id_for_release,
+    run_id_from_job_name,
+)
 from yoloops_core.run_ids import MAX_RUN_ID_LENGTH, listing_hash
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
