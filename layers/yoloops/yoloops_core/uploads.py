@@ -414,6 +414,7 @@ def _start(session: Session, request: RunRequest, deps: UploadDeps, where: str) 
                 event_type=EventType.FAILED, run_id=session.run_id, dataset=session.dataset[:200],
                 version=(session.version or "")[:200] or None, reason="run not started",
                 text=(f"{where}: upload complete, but run {session.run_id} could not be started ({error}); "
-                      f"failure {failures}: the trigger retries it (SQS redelivery, then the uploads DLQ).")))
+                      f"failure {failures}: the trigger retries it (SQS redelivers it up to 5 times, then it waits "
+                      "in the triggers dead-letter queue: `yoloops dlq redrive`).")))
             raise
     raise AssertionError("unreachable")
