@@ -74,6 +74,10 @@ def test_a_sweep_reserves_every_job_first_settles_each_and_promotes_the_best(wf)
     assert [r.attempt for r in reservations] == [1, 2, 3, 4]
     assert all(r.state == "settled" and r.billable_seconds >= 1 for r in reservations)
     assert len({r.amount_usd for r in reservations}) == 1
+    # Each job's own end event settled its reservation as it ended (TrainingEvents), before the tuning job ended.
+    settled_on_end = [i.result for i in wf.stack.lambdas.invocations
+                      if "TrainingEventsFunction" in i.function and "reservation" in str((i.result or {}).get("reason"))]
+    assert len(settled_on_end) == 4, settled_on_end
     assert wf.ledger().totals(record["month"]).reserved_usd == pytest.approx(0.0)
 
     started = wf.wait_for_slack(run_id, "Sweep started", "4 jobs, 2 at a time", "4 x $")
