@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # Handlers whose domain function sets the correlation id once it knows the run (logger.set_correlation_id).
 SET_IN_DOMAIN = {"github_webhook": "yoloops_core/github.py", "training_events": "yoloops_core/training_events.py",
-                 "reconcile": None}
+                 "reconcile": None, "slack_interactions": "yoloops_core/slack_interactions.py"}
 # No single run to name: these handle many runs per invocation and log run_id per line instead.
 MANY_RUNS = {"s3_trigger": "an SQS batch of S3 events from many uploads",
              "watchdog": "a scheduled sweep over every run in flight",

@@ -20,10 +20,14 @@ PREFIX_SCOPES = {
     # Job names are <run id>-<stack code>-a<n>: the *s are the run id and the attempt.
     "stack job names": re.compile(r"arn:\$\{AWS::Partition\}:sagemaker:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
                                   r":training-job/\*-\$\{StackCode\}-a\*$"),
+    # A sweep's tuning job is sw-<dataset>-<hash>-<stack code>, its training jobs <tuning job>-<NNN>-<hash>.
+    "stack sweep names": re.compile(r"arn:\$\{AWS::Partition\}:sagemaker:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
+                                    r":(hyper-parameter-tuning-job/sw-\*-\$\{StackCode\}"
+                                    r"|training-job/sw-\*-\$\{StackCode\}-\*)$"),
 }
 # (role glob, action glob, resource) -> why the wildcard stays.
 ALLOWED: dict[tuple[str, str, str], str] = {
-    ("TrainingStateMachineRole", "logs:*", "*"):
+    ("*StateMachineRole", "logs:*", "*"):
         "CloudWatch Logs vended-delivery actions (state machine Logging) have no resource-level permissions",
     ("SageMakerExecutionRole", "ecr:GetAuthorizationToken", "*"):
         "ecr:GetAuthorizationToken has no resource-level permissions",
@@ -47,6 +51,8 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("S3TriggerFunctionRole", "sqs:SendMessage*", "${UploadsQueue.QueueName}"):
         "SAM's SQSSendMessagePolicy (SendMessage and SendMessageBatch) on the one uploads queue",
     ("Image*FunctionRole", "states:SendTaskSuccess", "*"):
+        "SendTask* have no resource-level permissions (a token only answers the task that issued it)",
+    ("SlackInteractionsFunctionRole", "states:SendTask*", "*"):
         "SendTask* have no resource-level permissions (a token only answers the task that issued it)",
     ("WatchdogFunctionRole", "states:*", "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
      ":execution:${TrainingStateMachine.Name}:*"):
@@ -121,7 +127,8 @@ def test_state_machine_passes_only_the_training_role_to_sagemaker_and_has_list_t
 
 
 @pytest.mark.parametrize("role, prefixes", [
-    ("ValidateDatasetFunctionRole", {"datasets", "models"}),  # models/: base weights it checks
+    # models/: base weights it checks; runs/: the version's data index and snapshot it writes for the job.
+    ("ValidateDatasetFunctionRole", {"datasets", "models", "runs"}),
     ("EvaluateFunctionRole", {"runs", "models"}),
     ("PromoteFunctionRole", {"runs", "models"}),
 ])

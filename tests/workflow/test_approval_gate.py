@@ -90,8 +90,7 @@ def test_train_waits_with_its_reservation_held_and_a_signed_slack_click_approves
     result = wf.wait(arn)
     assert result["status"] == "SUCCEEDED", wf.history(arn)[-3:]
     states = wf.states_entered(arn)
-    assert states[states.index("IsAdmitted"):states.index("Evaluate")] == [
-        "IsAdmitted", "NeedsTrainApproval", "AwaitTrainApproval", "Train"]
+    assert states[states.index("IsAdmitted"):states.index("Evaluate")] == ["IsAdmitted", "AwaitTrainApproval", "Train"]
     decided = _approval(wf, run_id, "train")
     assert decided["status"] == "approved" and decided["decided_by"] == "@alice (U0LOCAL1) in Slack"
     assert wf.run_record(run_id)["status"] == "PROMOTED"
