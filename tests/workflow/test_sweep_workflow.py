@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -98,3 +99,31 @@ def test_a_sweep_that_does_not_fit_the_budget_creates_no_tuning_job(wf):
     assert wf.run_record(run_id)["status"] == "BUDGET_BLOCKED"
     assert all(r.state == "settled" and r.actual_usd == 0 for r in wf.ledger().reservations(run_id))
     wf.wait_for_slack(run_id, "blocked by the budget gate", "4 jobs x worst case")
+
+
+def test_with_require_approval_a_sweep_waits_with_its_whole_worst_case_and_a_reject_releases_it(wf):
+    from yoloops_core.approval import ApprovalStore
+
+    wf.reset(RequireApproval="train")
+    wf.upload_dataset("shapes", "v1")
+    run_id = "sw-shapes-v1-0000cccc"
+    arn = _start(wf, run_id)
+    deadline = time.monotonic() + 30
+    while (ApprovalStore(wf.table, ddb=wf.ddb).get(run_id, "train") or {}).get("status") != "pending":
+        assert time.monotonic() < deadline and wf.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+        time.sleep(0.1)
+    held = wf.ledger().reservations(run_id)
+    assert len(held) == 4 and all(r.state == "reserved" for r in held) and wf.stack.tuner.jobs == {}
+    total = sum(r.amount_usd for r in held)
+    wf.wait_for_slack(run_id, "Approval needed", f"${total:.2f} reserved", "yoloops_approve")
+
+    from yoloops_core.approval import decide
+    from yoloops_core.store import RunStore
+
+    decide(run_id, False, "tests", approvals=ApprovalStore(wf.table, ddb=wf.ddb), store=RunStore(wf.table, ddb=wf.ddb),
+           sfn=wf.sfn, reason="not this week")
+    desc = wf.wait(arn)
+    assert desc["status"] == "FAILED" and wf.states_entered(arn)[-3:] == ["TrainNotApproved", "NotifyNotApproved",
+                                                                         "NotApproved"]
+    assert wf.stack.tuner.jobs == {} and wf.run_record(run_id)["status"] == "NOT_APPROVED"
+    assert all(r.state == "settled" and r.actual_usd == 0 for r in wf.ledger().reservations(run_id))
