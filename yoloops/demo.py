@@ -36,8 +36,8 @@ console = Console(highlight=False, soft_wrap=True)
 # train.py), 64 px, SGD, no warm-up or mosaic. Half the data makes a weaker first version, so the second
 # push shows a better model promoted.
 DEMO_HYPERPARAMETERS = dict(synth.DEMO_HYPERPARAMETERS)
-# A real floor for the first model (the recipe's v1 measured mAP50-95 0.12, v2 from it 0.65): a model that learned
-# nothing never becomes the first champion.
+# A real floor for the first model (the recipe's v1 measured mAP50-95 0.21; 0.12 before the objects grew,
+# synth.DEMO_DATASET): a model that learned nothing never becomes the first champion.
 DEMO_PARAMETERS = {"MinFirstMetric": "0.05"}
 
 
@@ -190,7 +190,8 @@ def _demo_steps(settings: DemoSettings, local: Any, t0: float) -> bool:
                 ("v2", settings.second_n_train, settings.seed + 1, "champion")]
     for version, n_train, seed, weights in versions:
         data_dir = workdir / "datasets" / f"shapes-{version}"
-        generate_dataset(data_dir, n_train=n_train, n_val=settings.n_val, imgsz=settings.imgsz, seed=seed)
+        generate_dataset(data_dir, n_train=n_train, n_val=settings.n_val, imgsz=settings.imgsz, seed=seed,
+                         object_size=synth.DEMO_DATASET["object_size"])
         console.rule(f"dataset push shapes {version}")
         console.print(f"$ yoloops --local {local.workdir} dataset push {data_dir} --name shapes "
                       f"--version {version}" + (f" --weights {weights}" if weights else "") + " --wait")

@@ -1,7 +1,13 @@
 """The demo recipe (yoloops.synth.DEMO_DATASET + DEMO_HYPERPARAMETERS) really learns, on the CPU, in seconds.
 
 DESIGN.md "Training offline": tests train on a generated dataset that is learnable (mAP rises). This runs
-train.py as a subprocess, exactly as the local stack and the demo do, with the recipe unchanged (~22 s).
+train.py as a subprocess, exactly as the local stack and the demo do, with the recipe unchanged (~30 s).
+
+It must hold on any x86 CPU: float kernels differ between CPUs (AVX-512 or not, Intel or AMD), and from the
+same seed a different CPU follows a different training trajectory. With the old recipe (objects 18-38 % of
+the image) "square" stayed unlearned on a 2-core AMD EPYC (mAP50-95 0.0025); the recipe now draws objects at
+30-50 % (synth.DEMO_DATASET["object_size"]), which every class learns by epoch 4-6 (see synth.py for the
+measured figures). No time bound: timings are bench/ figures, not test outcomes, on a shared machine.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from container_helpers import TRAIN_PY
 from yoloops.synth import DEMO_DATASET, DEMO_HYPERPARAMETERS, generate_dataset
 
 EPOCHS = int(DEMO_HYPERPARAMETERS["epochs"])
-MIN_FINAL_MAP50 = 0.5  # measured 0.93 (0.00 after epoch 1); other dataset seeds 0.91, 0.80
+MIN_FINAL_MAP50 = 0.5  # measured 0.99 (0.00 after epoch 1); other dataset / training seeds 0.85 to 0.99
+MIN_CLASS_MAP = 0.1  # per class mAP50-95; measured 0.69-0.76 here, 0.25 at worst over 5 seed trajectories
 
 
 @pytest.mark.slow
@@ -33,7 +40,8 @@ def test_demo_recipe_map_rises_well_above_zero(tmp_path):
                MPLCONFIGDIR=str(tmp_path / "mpl"))
 
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, str(TRAIN_PY)], env=env, capture_output=True, text=True, timeout=300)
+    # ~30 s idle; the generous limit only stops a hung process on a machine shared with other jobs
+    proc = subprocess.run([sys.executable, str(TRAIN_PY)], env=env, capture_output=True, text=True, timeout=900)
     seconds = time.monotonic() - t0
 
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -41,14 +49,13 @@ def test_demo_recipe_map_rises_well_above_zero(tmp_path):
     curve = [round(r["mAP50"], 3) for r in per_epoch]
     assert [r["epoch"] for r in per_epoch] == list(range(1, EPOCHS + 1))
     metrics = json.loads((base / "model" / "metrics.json").read_text())
+    print(json.dumps({"mAP50_by_epoch": curve, "mAP50": metrics["mAP50"], "mAP50-95": metrics["mAP50-95"],
+                      "per_class_mAP50-95": metrics["per_class_mAP50-95"], "seconds": round(seconds, 1)}))
     assert metrics["mAP50"] > MIN_FINAL_MAP50, f"mAP50 per epoch {curve}, final {metrics['mAP50']}"
     # mAP rises: the final model is far better than after one epoch, not a lucky constant
     assert metrics["mAP50"] > curve[0] + 0.2, curve
-    # every class was learned, not only the easiest one (the hardest, "square", measured 0.17 to 0.3
-    # depending on the CPU's float kernels; an unlearned class stays at 0)
-    assert all(v > 0.1 for v in metrics["per_class_mAP50-95"].values()), metrics["per_class_mAP50-95"]
-    # ~20 s of training plus the bundle export on an idle 2-core machine; room for a shared, busy one
-    assert seconds < 150, f"{seconds:.0f} s"
+    # every class was learned, not only the easiest one (an unlearned class stays near 0)
+    assert all(v > MIN_CLASS_MAP for v in metrics["per_class_mAP50-95"].values()), metrics["per_class_mAP50-95"]
 
 
 def test_train_py_accepts_the_recipe_and_finds_the_tiny_model(train_module, tmp_path):
