@@ -57,6 +57,9 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("WatchdogFunctionRole", "states:*", "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
      ":execution:${TrainingStateMachine.Name}:*"):
         "executions of the one training state machine (the * is the execution name = run id)",
+    ("WatchdogFunctionRole", "states:*", "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+     ":execution:${SweepStateMachine.Name}:*"):
+        "executions of the one sweep state machine (the * is the execution name = run id)",
 }
 # Managed policies SAM attaches, each with "*" resources that AWS requires.
 ALLOWED_MANAGED = {

@@ -127,3 +127,29 @@ def test_with_require_approval_a_sweep_waits_with_its_whole_worst_case_and_a_rej
                                                                          "NotApproved"]
     assert wf.stack.tuner.jobs == {} and wf.run_record(run_id)["status"] == "NOT_APPROVED"
     assert all(r.state == "settled" and r.actual_usd == 0 for r in wf.ledger().reservations(run_id))
+
+
+def test_a_sweep_stopped_mid_tuning_stops_its_jobs_settles_what_ran_and_releases_the_rest(wf):
+    wf.upload_dataset("shapes", "v1")
+    wf.training.then(*[complete({"mAP50": 0.5, "mAP50-95": 0.4}, hold=True) for _ in range(4)])
+    run_id = "sw-shapes-v1-0000dddd"
+    arn = _start(wf, run_id)
+    deadline = time.monotonic() + 30
+    while sum(j.secondary == "Training" for j in wf.training.jobs.values()) < 2:
+        assert time.monotonic() < deadline, wf.history(arn)[-2:]
+        time.sleep(0.1)
+    wf.sfn.stop_execution(executionArn=arn, error="Cancelled", cause="a person stopped the sweep")
+
+    # As on AWS, stopping the execution stops its tuning job: no third job, the two running ones Stopped.
+    [tuning] = wf.stack.tuner.jobs.values()
+    assert tuning.done.wait(20) and tuning.status == "Stopped"
+    assert [wf.training.jobs[n].status for n in tuning.training_jobs] == ["Stopped", "Stopped"]
+    deadline = time.monotonic() + 20
+    while any(r.state != "settled" for r in wf.ledger().reservations(run_id)):
+        assert time.monotonic() < deadline, wf.ledger().reservations(run_id)
+        time.sleep(0.2)
+    by_slot = {r.attempt: r for r in wf.ledger().reservations(run_id)}
+    assert by_slot[1].billable_seconds >= 1 and by_slot[2].billable_seconds >= 1  # what ran is paid for
+    assert by_slot[3].actual_usd == 0 and by_slot[4].actual_usd == 0  # never started: released
+    wf.stack.lambdas.wait_idle(10)
+    assert wf.run_record(run_id)["status"] == "FAILED"  # Reconcile closed it

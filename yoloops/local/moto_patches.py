@@ -155,6 +155,8 @@ def _patch_sfn_sagemaker() -> None:
                 if ACTIVE.tuning is None:
                     raise SageMakerApiError("InternalFailure", "no local tuner is attached")
                 response = ACTIVE.tuning.create(normalised_parameters)
+                execution = env.states.context_object.context_object_data["Execution"]["Id"]
+                ACTIVE.tuning.by_execution[execution] = normalised_parameters["HyperParameterTuningJobName"]
             elif action == "createtrainingjob":
                 response = backend.create_training_job(normalised_parameters)
             elif action == "describetrainingjob":
@@ -525,14 +527,16 @@ def _patch_sagemaker_tuning_api(response_class: Any, action_result: Any, validat
         return action_result(_api_times(tuner.describe(name)))
 
     def list_training_jobs_for_hyper_parameter_tuning_job(self):
+        from moto.sagemaker.exceptions import ResourceNotFound
+
         name = self._get_param("HyperParameterTuningJobName")
         tuner = ACTIVE.tuning
         try:
             rows = tuner.list_training_jobs(name) if tuner is not None else None
-        except SageMakerApiError as exc:
-            raise validation_error(exc.message) from None
+        except SageMakerApiError as exc:  # SageMaker answers ResourceNotFound for an unknown tuning job
+            raise ResourceNotFound(exc.message) from None
         if rows is None:
-            raise validation_error(f"Amazon SageMaker can't find a tuning job with name {name}")
+            raise ResourceNotFound(f"Amazon SageMaker can't find a tuning job with name {name}")
         start = int(self._get_param("NextToken") or 0)
         end = start + int(self._get_param("MaxResults") or 10)
         return action_result({"TrainingJobSummaries": _api_times(rows[start:end]),
@@ -589,6 +593,8 @@ def _patch_sfn_stop_is_synchronous() -> None:
                    and isinstance(worker.env.program_state(), ProgramStopped))
         if stopped and self.exec_status == ExecutionStatus.RUNNING:
             self.exec_status, self.stop_date = ExecutionStatus.ABORTED, stop_date
+        if ACTIVE.tuning is not None:  # a .sync tuning job is stopped with its execution, as on AWS
+            ACTIVE.tuning.stop_execution(self.exec_arn)
 
     def reflect(self) -> None:
         # The worker reflects the same stop later: keep the stop date StopExecution set.

@@ -13,6 +13,7 @@ What is not emulated: Bayesian and Hyperband search. Locally every strategy draw
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -39,6 +40,7 @@ class TuningJob:
     training_jobs: list[str] = field(default_factory=list)
     tuned: dict[str, dict[str, str]] = field(default_factory=dict)
     failure_reason: str | None = None
+    stop_requested: bool = False
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -74,6 +76,7 @@ class LocalTuner:
         self.region = region
         self.job_timeout_s = job_timeout_s
         self.jobs: dict[str, TuningJob] = {}
+        self.by_execution: dict[str, str] = {}  # execution ARN -> its .sync tuning job (StopExecution stops it)
         self._lock = threading.Lock()
 
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +121,8 @@ class LocalTuner:
         return request
 
     def _one(self, job: TuningJob, n: int, tuned: dict[str, str]) -> None:
+        if job.stop_requested:
+            return  # a stopped tuning job starts no more training jobs
         request = self._training_request(job, n, tuned)
         with self._lock:
             job.training_jobs.append(request["TrainingJobName"])
@@ -139,7 +144,7 @@ class LocalTuner:
                 pool.submit(self._one, job, n, tuned)
         best = self._best(job)
         with self._lock:
-            job.status = "Completed" if best is not None else "Failed"
+            job.status = "Stopped" if job.stop_requested else "Completed" if best is not None else "Failed"
             if best is None:
                 job.failure_reason = job.failure_reason or "No training job succeeded"
             job.ended_ms = _now_ms()
@@ -211,6 +216,25 @@ class LocalTuner:
         if job.failure_reason and job.status == "Failed":
             out["FailureReason"] = job.failure_reason
         return out
+
+    def stop(self, name: str) -> None:
+        """StopHyperParameterTuningJob: no new training jobs; the running ones are stopped (Stopping -> Stopped)."""
+        job = self._get(name)
+        with self._lock:
+            if job.status != "InProgress":
+                return
+            job.stop_requested = True
+            job.status = "Stopping"
+            running = list(job.training_jobs)
+        for n in running:
+            with contextlib.suppress(SageMakerApiError):  # it ended meanwhile
+                self.training.stop_training_job(n)
+
+    def stop_execution(self, execution_arn: str) -> None:
+        """What Step Functions does for a .sync task when its execution is stopped: stop the tuning job."""
+        name = self.by_execution.get(execution_arn)
+        if name is not None:
+            self.stop(name)
 
     def list_training_jobs(self, name: str) -> list[dict[str, Any]]:
         job = self._get(name)

@@ -103,7 +103,15 @@ def settle_from_jobs(run_id: str, record: dict[str, Any], ledger: Any, sagemaker
                      now: datetime | None = None, stack_code: str = "") -> list[Any]:
     """Settle reservations whose attempt has ended, with the billing SageMaker reports.
 
-    An attempt whose job still stops keeps its reservation until a later sweep sees it ended."""
+    An attempt whose job still stops keeps its reservation until a later sweep sees it ended. A sweep's
+    reservations belong to its tuning job's training jobs (slot NNN = job NNN: yoloops_core.sweep)."""
+    tuning = (record.get("sweep") or {}).get("tuning_job_name") if isinstance(record.get("sweep"), dict) else None
+    if tuning:
+        from yoloops_core.sweep import settle_sweep
+
+        held = {r.attempt for r in ledger.reservations(run_id) if r.state == "reserved"}
+        settle_sweep(run_id, str(tuning), sagemaker=sagemaker, ledger=ledger, now=now)
+        return [r for r in ledger.reservations(run_id) if r.attempt in held and r.state != "reserved"]
     settled = []
     for res in ledger.reservations(run_id):
         if res.state != "reserved":

@@ -295,9 +295,10 @@ def settle_sweep(run_id: str, tuning: str, *, sagemaker: Any, ledger: Any, now: 
     try:
         jobs = _jobs(sagemaker, tuning)
     except Exception as exc:
-        if "ResourceNotFound" not in str(exc) and "not found" not in str(exc).lower():
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code") or "")
+        if code != "ResourceNotFound":
             raise
-        jobs = []  # the tuning job was never created: every slot is released
+        jobs = []  # the tuning job was never created (budget, approval): every slot is released
     board, used = [], set()
     for i, job in enumerate(jobs, start=1):
         slot = (sweep_job_slot(job["TrainingJobName"]) or (tuning, i))[1]
