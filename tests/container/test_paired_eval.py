@@ -12,12 +12,13 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from container_helpers import load_train_module, poison
+from container_helpers import Payload, load_train_module, poison
 
 from yoloops.synth import generate_dataset
 
@@ -66,6 +67,12 @@ def paired_job(tmp_path_factory, champion_pt):
     generate_dataset(channel, n_train=48, n_val=12, n_test=10, imgsz=64, seed=6, object_size=(0.3, 0.5))
     marker = tmp / "PWNED"
     planted = poison(channel, marker)  # pickled label caches in the upload (test_safe_tree.py shows them live)
+    # a checkpoint folder seeded with files this job never wrote: pickles that would run the payload
+    ckpt = base / "checkpoints"
+    ckpt.mkdir(parents=True)
+    for name in ("last.pt", "best.pt", "last.committed.pt"):
+        (ckpt / name).write_bytes(pickle.dumps(Payload(marker)))
+    (ckpt / "yoloops-done.json").write_text('{"finished_at": 0, "metrics": {}}')
     champ_dir = base / "input" / "data" / "champion"
     champ_dir.mkdir(parents=True)
     shutil.copy2(champion_pt, champ_dir / "best.pt")
@@ -214,3 +221,16 @@ def test_a_poisoned_upload_trains_normally_and_its_pickles_never_run(paired_job)
     assert paired_job["planted"] and not paired_job["marker"].exists()
     assert paired_job["metrics"]["epochs_run"] == 1
     assert (paired_job["base"] / "model" / "model.onnx").exists()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_folder_seeded_with_foreign_files_is_not_loaded(paired_job):
+    """last.pt, best.pt, a committed copy and a done marker the job never wrote (pickles with a payload):
+    none is loaded, last.pt is set aside, the job trains from scratch, and what it leaves is sealed."""
+    from yoloops_train.seals import trusted
+
+    ckpt = paired_job["base"] / "checkpoints"
+    assert not paired_job["marker"].exists()
+    assert (ckpt / "last.pt.untrusted").exists() and not (ckpt / "last.committed.pt").exists()
+    assert paired_job["metrics"]["epochs_run"] == 1 and paired_job["metrics"].get("retrained") is None
+    assert trusted(ckpt / "last.pt") and trusted(ckpt / "best.pt")  # a restart may load these

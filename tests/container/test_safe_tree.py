@@ -72,3 +72,22 @@ def test_a_restart_reuses_only_the_label_caches_this_job_saved(train_module, tmp
     (store / "hashes.json").unlink()
     dirs[0].with_suffix(".cache").unlink()
     assert len(restore_caches(dirs, store)) == 2 and not dirs[0].with_suffix(".cache").exists()
+
+
+def test_checkpoint_seals_accept_only_recorded_content(tmp_path):
+    from yoloops_train.seals import KEEP, read_seals, seal, trusted
+
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    (ckpt / "last.pt.partial").write_bytes(b"epoch 1")
+    seal(ckpt, {"last.pt": ckpt / "last.pt.partial"})  # recorded under the name it is renamed to
+    (ckpt / "last.pt.partial").rename(ckpt / "last.pt")
+    assert trusted(ckpt / "last.pt")
+    (ckpt / "last.pt").write_bytes(b"swapped")
+    assert not trusted(ckpt / "last.pt") and not trusted(ckpt / "best.pt")
+    for i in range(KEEP + 2):  # a kill between recording and renaming keeps the previous file trusted
+        (ckpt / "x").write_bytes(f"epoch {i}".encode())
+        seal(ckpt, {"last.pt": ckpt / "x"})
+    assert len(read_seals(ckpt)["last.pt"]) == KEEP
+    (ckpt / "copy").write_bytes(f"epoch {KEEP}".encode())
+    assert trusted(ckpt / "copy", "last.pt") and not trusted(ckpt / "copy")

@@ -15,6 +15,7 @@ from .config import Paths, TrainConfig, resolve_model
 from .dataset import PreparedDataset
 from .outputs import metric_values, per_class_map
 from .resume import SIGNALS, checkpoint_state, committed_epochs, emit_pending, reconcile, reset
+from .seals import SEALS, trusted
 from .storage import commit_copy, run_dir
 from .throughput import fallback_workers, is_loader_crash, world_size
 from .tracking import WandbRun
@@ -54,8 +55,8 @@ def prepare_resume(paths: Paths, cfg: TrainConfig) -> tuple[str, int]:
     """(state, committed epochs): results.csv and the ledger cut back to last.pt, missed lines printed."""
     last = paths.checkpoints / "last.pt"
     state, ckpt = checkpoint_state(last)
-    if state == "corrupt":
-        last.rename(last.with_suffix(".pt.corrupt"))
+    if state in {"corrupt", "untrusted"}:  # set aside, never loaded: start fresh
+        last.rename(last.with_suffix(f".pt.{state}"))
         state, ckpt = "none", {}
     if state == "none":
         reset(paths.checkpoints)
@@ -134,6 +135,8 @@ def validate_best(paths: Paths, cfg: TrainConfig, ds: PreparedDataset,
     best = ckpt / "best.pt" if (ckpt / "best.pt").exists() else ckpt / "last.pt"
     if not best.exists():
         raise JobFailure(f"no checkpoint in {ckpt} to validate")
+    if not trusted(best):
+        raise JobFailure(f"{best} was not written by this job (no matching sha256 in {SEALS}); not loaded")
     model = YOLO(str(best))
     imgsz = int((model.ckpt or {}).get("train_args", {}).get("imgsz", cfg.imgsz))
     device = str(speed["device"]).split(",")[0]  # one process: a single GPU is plenty for validation

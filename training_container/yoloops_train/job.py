@@ -28,6 +28,7 @@ from .resume import (
     read_epoch_log,
     restore_committed,
 )
+from .seals import trusted
 from .snapshot import verify_snapshot
 from .throughput import detect_machine, gpu_devices, resolve_throughput, world_size
 
@@ -73,7 +74,8 @@ def train(paths: Paths, cfg: TrainConfig) -> dict:
     restore_committed(paths.checkpoints)
 
     last = paths.checkpoints / "last.pt"
-    done = (paths.checkpoints / DONE_MARKER).exists()
+    best = paths.checkpoints / "best.pt" if (paths.checkpoints / "best.pt").exists() else last
+    done = (paths.checkpoints / DONE_MARKER).exists() and trusted(best)  # seals.py: only this job's files
     state, ckpt = ("finished", {}) if done else checkpoint_state(last)
     if state == "finished":
         log(f"{last} is a finished run: not retraining; producing outputs from its best.pt")

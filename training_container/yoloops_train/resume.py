@@ -30,9 +30,15 @@ EPOCH_LOG = EPOCH_LEDGER  # the name tests and the README know the per-epoch rec
 
 
 def checkpoint_state(last: Path) -> tuple[str, dict]:
-    """('none'|'resumable'|'finished'|'corrupt', checkpoint dict or {})."""
+    """('none'|'resumable'|'finished'|'corrupt'|'untrusted', checkpoint dict or {}); 'untrusted' = not a file
+    this job wrote (seals.py), never loaded."""
     if not last.exists():
         return "none", {}
+    from .seals import SEALS, trusted
+
+    if not trusted(last):
+        log(f"WARNING {last} was not written by this job (no matching sha256 in {SEALS}): not loaded")
+        return "untrusted", {}
     import torch
 
     try:
@@ -126,9 +132,11 @@ def emit_pending(ckpt_dir: Path, committed: int, wandb=None) -> list[dict]:
 
 def restore_committed(ckpt_dir: Path, suffix: str = ".committed.pt") -> None:
     """Undo a kill during final_eval's in-place rewrite: a torn last.pt/best.pt gets its committed copy back."""
+    from .seals import trusted
+
     for copy in sorted(ckpt_dir.glob("*" + suffix)):
         target = ckpt_dir / (copy.name[: -len(suffix)] + ".pt")
-        if checkpoint_state(target)[0] in {"none", "corrupt"}:
+        if trusted(copy, target.name) and checkpoint_state(target)[0] in {"none", "corrupt", "untrusted"}:
             log(f"{target.name} is unreadable (killed while it was rewritten): restoring the committed copy")
             os.replace(copy, target)
         else:

@@ -25,6 +25,7 @@ from .dataset import PreparedDataset, save_label_caches
 from .offline import patch_ultralytics
 from .outputs import metric_float, metric_values
 from .resume import SIGNALS, add_record, atomic_write, emit_pending
+from .seals import seal
 from .storage import commit_copy
 from .throughput import GpuSampler
 from .tracking import WandbRun
@@ -114,6 +115,8 @@ class YoloopsTrainer(DetectionTrainer):
                     if (self.save_dir / name).exists():
                         commit_copy(self.save_dir / name, self.ckpt_dir / name)
             add_record(self.ckpt_dir, self._epoch_record(), **extra)  # ahead of last.pt until the rename below
+            # a restart loads only checkpoints whose sha256 this job recorded (seals.py)
+            seal(self.ckpt_dir, {f.name: tmp for tmp, f in ((self.best, best), (self.last, last)) if tmp.exists()})
             for tmp, final in ((self.best, best), (self.last, last)):
                 if tmp.exists():
                     os.replace(tmp, final)  # a kill -9 mid-write leaves the previous last.pt intact
@@ -133,7 +136,10 @@ class YoloopsTrainer(DetectionTrainer):
                     tmp = f.with_name(f.name + ".copy")
                     shutil.copy2(f, tmp)
                     os.replace(tmp, f.with_suffix(COMMITTED_SUFFIX))
-        return super().final_eval()
+        result = super().final_eval()
+        if _is_main():  # the stripped files are this job's too
+            seal(self.ckpt_dir, {f.name: f for f in (self.last, self.best) if f.exists()})
+        return result
 
     def train(self):
         try:
