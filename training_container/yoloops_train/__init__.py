@@ -15,7 +15,8 @@ module here imports it at module level.
 
 Modules: common (errors, logs, metric line), config (paths, hyperparameters), dataset, throughput (machine and
 speed settings), offline (Ultralytics patches), tracking (W&B), resume (checkpoints, signals), trainer (the
-Ultralytics trainer subclass), outputs (/opt/ml/model), job (main).
+Ultralytics trainer subclass), outputs (/opt/ml/model), job (main), safetree (the images+labels tree Ultralytics
+reads), seals (only checkpoints this job wrote are loaded), paired (challenger vs champion on the same images).
 """
 
 from .common import JobFailure, Terminated, format_metric_line
