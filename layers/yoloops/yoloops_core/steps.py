@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from yoloops_core import budget
 from yoloops_core.config import ConfigError, Settings
+from yoloops_core.final_failures import final_failure
 from yoloops_core.images import pin_image
 from yoloops_core.models import (
     MAX_RUN_ID_LENGTH,
@@ -31,10 +32,12 @@ from yoloops_core.models import (
     parse_model,
     utcnow,
 )
+from yoloops_core.pairing import champion_ref, write_data_index
+from yoloops_core.quotas import explain_limit
+from yoloops_core.rerun import check_request as check_rerun_request
+from yoloops_core.snapshot import write_snapshot
 from yoloops_core.state_size import compact_report
 from yoloops_core.weights import record_value as weights_record
-from yoloops_core.pairing import champion_ref, write_data_index
-from yoloops_core.rerun import check_request as check_rerun_request
 from yoloops_core.weights import resolve_request as resolve_run_weights
 from yoloops_core.weights import scratch_model
 
@@ -102,6 +105,8 @@ def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: 
     if not RUN_ID_PATTERN.match(event.run_id):
         raise InvalidInput(f"invalid run_id (execution name) {event.run_id!r}: must match {RUN_ID_PATTERN.pattern}")
     request = parse_model(RunRequest, event.request, "execution input")
+    # Overrides against the release yaml block's allow-list, and a retrain/retry's name (yoloops_core.rerun).
+    hyperparameters = check_rerun_request(event.run_id, request)
     image_uri, needs_check = resolve_image(request, settings)
     if not needs_check and ecr is not None:
         # Upload runs pin the tag's digest now (release runs: CheckImage does), so retries train the same image.
@@ -110,7 +115,9 @@ def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: 
         run_id=event.run_id, execution_arn=event.execution_arn, dataset=request.dataset,
         trigger=request.trigger, image_tag=request.image_tag, image_uri=image_uri,
         needs_image_check=needs_check, image_poll_seconds=settings.image_poll_seconds,
-        hyperparameters=request.hyperparameters, started_at=iso(now or utcnow()),
+        hyperparameters=hyperparameters, started_at=iso(now or utcnow()), instance_type=request.instance_type,
+        approve_train="train" in settings.approval_stages, approve_promote="promote" in settings.approval_stages,
+        approval_timeout_seconds=settings.approval_timeout_seconds,
     )
     if not store.create_run(run, now=now):
         # Re-invoked step: keep the original start time so month and duration stay right.
@@ -123,9 +130,15 @@ def validate_dataset(event: ValidateDatasetEvent, *, settings: Settings, store: 
                                 dataset=request.dataset.name)
     report = (validator or _default_validator(settings))(bucket, request.dataset, s3)
     valid = bool(report.valid)
+    if valid and getattr(report, "objects", None):  # the run trains exactly what was validated
+        run.snapshot = write_snapshot(s3, bucket, run.run_id, report.objects)
+    if valid and getattr(report, "index", None):
+        write_data_index(s3, bucket, run.run_id, dataset=request.dataset.name, version=request.dataset.version,
+                         names=list(report.names), index=report.index)
     report_dict = compact_report(report.model_dump(mode="json"))  # it rides along the whole state
     store.update_run(run.run_id, now=now, note="dataset valid" if valid else "dataset rejected",
-                     base_weights=weights_record(run.base_weights, scratch_model(request.hyperparameters, settings)))
+                     base_weights=weights_record(run.base_weights, scratch_model(hyperparameters, settings)),
+                     overrides={k: str(v) for k, v in request.overrides.items()} or None)
     logger.info("dataset validated", extra={"run_id": run.run_id, "valid": valid})
     return {
         "run": run.model_dump(mode="json"),
@@ -140,9 +153,6 @@ RETRIABLE_ERROR_CODES = {
     "SageMaker.InternalServerError", "SageMaker.InternalFailure", "SageMaker.ServiceUnavailable",
     "SageMaker.ThrottlingException", "SageMaker.InsufficientInstanceCapacity", "SageMaker.CapacityError",
 }
-    if valid and getattr(report, "index", None):
-        write_data_index(s3, bucket, run.run_id, dataset=request.dataset.name, version=request.dataset.version,
-                         names=list(report.names), index=report.index)
 # API error codes (as in "Error Code: X" of the Cause) a new CreateTrainingJob may get past. On AWS, Step
 # Functions names create-time errors after the SDK exception (SageMaker.ResourceLimitExceededException)
 # or, for unmodeled codes (throttling, internal, validation), SageMaker.AmazonSageMakerException with the
@@ -204,8 +214,11 @@ def is_retriable(error: StepError) -> bool:
     `ResourceLimitExceeded` (SageMaker.ResourceLimitExceededException on AWS) is NOT retried: it is an account quota (instances of the type,
     spot instances, concurrent jobs) and the loop retries at once, so it would burn every attempt in
     seconds; the failure notification tells the team to raise the quota or wait for running jobs.
+    A final failure (yoloops_core.final_failures: the image cannot use this instance's GPU) never is.
     """
     cause = parse_cause(error.cause)
+    if final_failure(cause.get("FailureReason"), cause.get("message"), cause.get("errorMessage")):
+        return False
     if cause.get("SecondaryStatus") == "MaxWaitTimeExceeded":
         return True
     text = " ".join(str(x) for x in (error.error, cause.get("FailureReason"), cause.get("message"),
@@ -231,6 +244,8 @@ def retry_backoff(cause: dict[str, Any], failed_attempt: int, settings: Settings
 def is_spot_failure(error: StepError) -> bool:
     """No spot capacity within MaxWait, or no capacity at all: what on-demand capacity can fix."""
     cause = parse_cause(error.cause)
+    if final_failure(cause.get("FailureReason"), cause.get("message")):
+        return False
     if cause.get("SecondaryStatus") == "MaxWaitTimeExceeded":
         return True
     text = " ".join(str(x) for x in (error.error, cause.get("FailureReason"), cause.get("message")) if x).lower()
@@ -242,6 +257,9 @@ def training_failed(event: TrainingFailedEvent, *, settings: Settings, store: An
     """Record the failed attempt; return the next AttemptState (retry) or the final one."""
     run, attempt, error = event.run, event.attempt, event.error
     reason = failure_reason(error)
+    if api_error_code(error) == "ResourceLimitExceeded":  # a quota: name it, its value, where to raise it
+        hint = explain_limit(reason, settings.region)
+        reason = f"{reason} ({hint})" if hint else reason
     retriable = is_retriable(error)
     cause = parse_cause(error.cause)
     store.record_attempt_billing(run.run_id, attempt.number, budget.billable_seconds(cause),
@@ -254,11 +272,16 @@ def training_failed(event: TrainingFailedEvent, *, settings: Settings, store: An
                      failure_reason=reason, error=error.error,
                      last_secondary_status=cause.get("SecondaryStatus"))
     if retriable and attempt.number < settings.max_attempts:
-        nxt = AttemptState(number=attempt.number + 1, job_name=job_name(run.run_id, attempt.number + 1),
-                           retry=True, reason=reason, backoff_seconds=retry_backoff(cause, attempt.number, settings))
+        nxt = AttemptState(number=attempt.number + 1, retry=True,
+                           job_name=job_name(run.run_id, attempt.number + 1, settings.stack_code), reason=reason,
+                           backoff_seconds=retry_backoff(cause, attempt.number, settings))
         store.update_run(run.run_id, now=now, note=f"retry {nxt.job_name} waits for budget admission")
     else:
-        why = "not retriable" if not retriable else f"attempts exhausted ({attempt.number}/{settings.max_attempts})"
+        final = final_failure(reason)
+        if retriable:
+            why = f"attempts exhausted ({attempt.number}/{settings.max_attempts})"
+        else:
+            why = f"final ({final}): a new attempt meets the same host" if final else "not retriable"
         nxt = AttemptState(number=attempt.number, job_name=attempt.job_name, retry=False,
                            reason=f"{reason} [{why}]")
     logger.info("attempt failed", extra={"run_id": run.run_id, "attempt": attempt.number,
