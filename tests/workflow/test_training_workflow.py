@@ -69,7 +69,11 @@ def test_worse_challenger_keeps_the_champion(wf):
     assert second["status"] == "SUCCEEDED"
     assert "KeepChampion" in wf.states_entered(arn) and "Promote" not in wf.states_entered(arn)
     assert wf.champion("shapes")["run_id"] == wf.run_id("shapes", "v1")
-    assert wf.keys(f"models/shapes/versions/{wf.run_id('shapes', 'v2')}/") == []
+    # No bundle for a kept model; its verdict is there (scripted jobs score no champion: not like-for-like).
+    v2 = wf.run_id("shapes", "v2")
+    assert wf.keys(f"models/shapes/versions/{v2}/") == [f"models/shapes/versions/{v2}/verdict.json"]
+    verdict = json.loads(wf.s3.get_object(Bucket=wf.bucket, Key=f"models/shapes/versions/{v2}/verdict.json")["Body"].read())
+    assert verdict["basis"] == "recorded" and verdict["compared_with"] == wf.run_id("shapes", "v1")
     assert wf.run_record(wf.run_id("shapes", "v2"))["status"] == "KEPT"
     # The champion-kept message reports the change against the champion.
     assert wf.wait_for_slack(wf.run_id("shapes", "v2"), "Champion kept", "-0.2100")
