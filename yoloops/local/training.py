@@ -628,6 +628,9 @@ class ProcessTrainingBackend(TrainingBackend):
                     signalled = True
                     self._terminate(proc)
             self._procs.pop(job.name, None)
+            # A container's end kills whatever the entrypoint left running (e.g. a stuck loader worker).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         log.info("training process of %s exited with %s", job.name, proc.returncode)
         self._push_logs(job, log_file)
         log.info("logs of %s copied", job.name)
