@@ -234,3 +234,26 @@ def test_a_checkpoint_folder_seeded_with_foreign_files_is_not_loaded(paired_job)
     assert (ckpt / "last.pt.untrusted").exists() and not (ckpt / "last.committed.pt").exists()
     assert paired_job["metrics"]["epochs_run"] == 1 and paired_job["metrics"].get("retrained") is None
     assert trusted(ckpt / "last.pt") and trusted(ckpt / "best.pt")  # a restart may load these
+
+
+def test_a_champion_named_by_the_plan_but_absent_is_missing(paired_job, tmp_path, monkeypatch):
+    """The job's own call (paired_evaluation): champion_run_id set, no champion channel at all -> 'missing';
+    without champion_run_id the same absence is 'none' (a first model)."""
+    from yoloops_train.config import Paths, parse_hyperparameters
+    from yoloops_train.dataset import PreparedDataset
+    from yoloops_train.paired import CHAMPION_ENV, paired_evaluation
+
+    base = paired_job["base"]
+    monkeypatch.setenv(CHAMPION_ENV, str(tmp_path / "no-such-channel"))
+    paths = Paths.from_env({"SAGEMAKER_BASE_DIR": str(base)})
+    data = base / "tmp" / "data.yaml"
+    ds = PreparedDataset(data, paired_job["channel"], ["circle", "square", "triangle"], 48, 12, 0, [],
+                         Path(yaml.safe_load(data.read_text())["path"]))
+    speed = {"device": "cpu", "batch": 16}
+    named = paired_evaluation(paths, parse_hyperparameters({**HP, "epochs": "1"}), ds, speed)["evaluation"]
+    assert named["champion"]["status"] == "missing" and "shapes-v1-a1" in named["champion"]["reason"]
+    first = paired_evaluation(paths, parse_hyperparameters({"imgsz": "64"}), ds, speed)["evaluation"]
+    assert first["champion"] == {"status": "none", "reason": None, "run_id": None, "names": [],
+                                 "seconds": first["champion"]["seconds"]}
+    assert first["splits"]["val"]["images_sha256"] == paired_job["metrics"]["evaluation"]["splits"]["val"][
+        "images_sha256"]

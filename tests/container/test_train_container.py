@@ -97,6 +97,10 @@ def test_training_run_produces_every_output(trained):
         assert 0.0 <= metrics[key] <= 1.0
     assert set(metrics["per_class_mAP50-95"]) == {"circle", "square", "triangle"}
     assert metrics["epochs_run"] == 2 and metrics["epochs_requested"] == 2
+    # the first model of a dataset: no champion channel, so nothing paired; no test split in this upload
+    assert metrics["evaluation"]["champion"]["status"] == "none" and set(metrics["evaluation"]["splits"]) == {"val"}
+    assert metrics["evaluation"]["splits"]["val"]["images"] == 12 and "champion" not in metrics["evaluation"][
+        "splits"]["val"]
     assert metrics["images_per_s"] > 0
     assert metrics["time_to_first_step_s"] > 0
     rows = (model / "results.csv").read_text().strip().splitlines()
