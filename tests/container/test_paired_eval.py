@@ -257,3 +257,24 @@ def test_a_champion_named_by_the_plan_but_absent_is_missing(paired_job, tmp_path
                                  "seconds": first["champion"]["seconds"]}
     assert first["splits"]["val"]["images_sha256"] == paired_job["metrics"]["evaluation"]["splits"]["val"][
         "images_sha256"]
+
+
+def test_a_champion_that_fails_validation_leaves_no_half_paired_evaluation(paired_job, tmp_path, monkeypatch):
+    from yoloops_train import paired
+
+    real = paired._validate
+
+    def flaky(model, data, settings, device, project, name):
+        if name == "test-champion":  # val was paired, then the test split's champion run breaks
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(model, data, settings, device, project, name)
+
+    monkeypatch.setattr(paired, "_validate", flaky)
+    base = paired_job["base"]
+    data = base / "tmp" / "data.yaml"
+    out = paired.evaluate_pair(base / "model" / "best.pt", data, Path(yaml.safe_load(data.read_text())["path"]),
+                               ["circle", "square", "triangle"], tmp_path / "work", imgsz=64, batch=16,
+                               device="cpu", champion_dir=paired_job["champion"].parent)["evaluation"]
+    assert out["champion"]["status"] == "unreadable" and "illegal memory access" in out["champion"]["reason"]
+    for s in out["splits"].values():
+        assert "champion" not in s and "shared_classes" not in s and "shared_mAP50-95" not in s["challenger"]

@@ -229,8 +229,11 @@ def evaluate_pair(challenger: Path, yaml_path: Path, root: Path, names: list[str
             except Exception as e:  # the champion cannot be scored: record it, never fail the challenger's job
                 status, reason = "unreadable", f"validation failed: {type(e).__name__}: {str(e)[:300]}"
                 log(f"paired evaluation: champion {reason}")
-                for s in result.values():
+                for s in result.values():  # no half-paired evaluation: the verdict falls back as a whole
                     s.pop("champion", None)
+                    s.pop("shared_classes", None)
+                    s["challenger"].pop("shared_mAP50-95", None)
+                    s["challenger"].pop("shared_mAP50", None)
             champ_s += time.perf_counter() - t
             if "champion" in entry:
                 _shared(entry)
