@@ -49,7 +49,8 @@ DEFAULT_CLASSES = tuple(SHAPES)
 #   EPYC, 0.17-0.55 on Intel Xeons; issue 16); at 30-50 % every class is learned by epoch 4-6. Measured here
 #   (Intel Xeon, 2 cores, job entrypoint, same 29 s either way), seed 0: min per-class mAP50-95 0.35 -> 0.69,
 #   mAP50 0.81 -> 0.99; over dataset/training seeds (1,0) (2,0) (0,1) (3,3) the min per class is 0.25, 0.65,
-#   0.69, 0.59 and mAP50 0.85-0.99 (identical under a CPU hog: CPU training here is deterministic).
+#   0.69, 0.59 (with 18-38 %: 0.070, 0.004, 0.050, 0.35, the EPYC failure reproduced by a seed change) and
+#   mAP50 0.85-0.99 (identical under a CPU hog: CPU training here is deterministic).
 # Half the images (n_train=256) with the same settings: mAP50 0.45, mAP50-95 0.21 - a natural weaker first
 # version for a demo that shows a better second one promoted.
 DEMO_DATASET: dict[str, Any] = {"n_train": 512, "n_val": 64, "imgsz": 64, "object_size": (0.3, 0.5)}
