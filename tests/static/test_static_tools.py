@@ -40,12 +40,13 @@ def test_real_template_translates_and_lints_clean(sam_offline, tmp_path):
     machine = next(r for r in translated["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine")
     # The definition is inlined by the offline package step, so cfn-lint also checked the ASL.
     assert "DefinitionString" in machine["Properties"]
-    # The DLQ policy names the rule SAM generates; it must exist under that id after the transform.
+    # The DLQ policy names the rules SAM generates; each must exist under that id after the transform.
     statement = translated["Resources"]["TriggersDlqPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
-    rule_id = statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0]
-    assert translated["Resources"][rule_id]["Type"] == "AWS::Events::Rule"
-    dead_letter = translated["Resources"][rule_id]["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"]
-    assert dead_letter == {"Fn::GetAtt": ["TriggersDlq", "Arn"]}
+    for source in statement["Condition"]["ArnEquals"]["aws:SourceArn"]:
+        rule_id = source["Fn::GetAtt"][0]
+        assert translated["Resources"][rule_id]["Type"] == "AWS::Events::Rule"
+        dead_letter = translated["Resources"][rule_id]["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"]
+        assert dead_letter == {"Fn::GetAtt": ["TriggersDlq", "Arn"]}
 
 
 def test_bad_runtime_and_dangling_ref_are_caught(sam_offline, packaged, tmp_path):
