@@ -6,7 +6,6 @@ Numbers are paired: both models scored in the same job on the same images (metri
 from __future__ import annotations
 
 import pytest
-from conftest import make_settings
 from yoloops_core.config import Settings
 from yoloops_core.models import ChampionRef
 from yoloops_core.verdict import decide
@@ -16,8 +15,10 @@ REF = ChampionRef(run_id="ds-robots-aa-0001", model_key="models/robots/versions/
 
 
 def settings(**kw) -> Settings:
-    base = {"min_improvement": 0.0, "max_test_regression": 0.02, "max_class_drop": 0.1, "min_class_instances": 20}
-    return make_settings(**{**base, **kw})
+    base = {"artifacts_bucket": "yoloops-artifacts-test", "runs_table": "runs",
+            "notifications_topic_arn": "arn:aws:sns:us-east-1:123456789012:yoloops", "training_image_uri": "img:1",
+            "min_improvement": 0.0, "max_test_regression": 0.02, "max_class_drop": 0.1, "min_class_instances": 20}
+    return Settings.model_validate({**base, **kw})
 
 
 def scores(overall: float, per_class: dict[str, float], instances: int = 50) -> dict:
