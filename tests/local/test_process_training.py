@@ -45,7 +45,7 @@ def test_local_job_trains_is_interrupted_resumes_and_is_promoted(stack, tmp_path
         input=json.dumps({"dataset": {"name": "proc", "version": "v1"},
                           "trigger": {"source": "manual", "ref": "tests/local"}, "hyperparameters": HP}),
     )["executionArn"]
-    job = "ds-proc-v1-a1"
+    job = stack.job_name("ds-proc-v1")  # <run id>-<stack code>-a1
 
     # Interrupt once the first checkpoint is safe in S3 (what managed spot resumes from).
     deadline = time.monotonic() + 240
