@@ -118,6 +118,11 @@ def test_class_lists_differ_compare_on_shared_classes_and_list_the_new_ones():
     renamed = decide(doc((scores(0.9, {"crate": 0.9}), scores(0.1, {"box": 0.1})), names=("crate",),
                          champion_names=("box",)), metric="mAP50-95", ref=REF, settings=settings())
     assert renamed.better is False and "no class in common" in renamed.reason
+    # Shared classes exist, but val holds only the new class: nothing to compare, said, never a crash.
+    only_new = doc((scores(0.9, {"ball": 0.9}), scores(0.0, {})), names=("box", "ball"), champion_names=("box",))
+    only_new["evaluation"]["splits"]["val"]["instances_per_class"] = {"ball": 50}
+    v = decide(only_new, metric="mAP50-95", ref=REF, settings=settings())
+    assert v.better is False and "nothing to compare like-for-like" in v.reason
 
 
 @pytest.mark.parametrize(("evaluation", "why"), [

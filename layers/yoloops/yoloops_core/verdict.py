@@ -183,8 +183,12 @@ def paired(doc: dict[str, Any], metric: str, ref: ChampionRef, settings: Setting
 
     vp = _Pair(val, restrict)
     a, b = vp.pair(metric)
-    if a is None or b is None:
-        raise ValueError(f"paired evaluation has no {metric} for both models on val")
+    if a is None or b is None:  # e.g. val holds only classes one of the models does not know
+        v.like_for_like = False
+        v.reason = (f"no {metric} for both models on val (no val instances of a class both know): nothing to "
+                    "compare like-for-like; promote by hand if wanted")
+        v.checks.append(Check("val", False, v.reason))
+        return v
     v.challenger, v.champion, v.delta = a, b, a - b
     ok = beats(a, b, settings.min_improvement)
     v.checks.append(Check("val", ok, f"{metric} {a:.4f} vs {b:.4f} ({a - b:+.4f}; MinImprovement "
