@@ -14,8 +14,8 @@ def test_keys_a_tuning_job_adds_are_accepted_and_the_ranges_apply():
 
 
 def test_other_unknown_keys_still_fail_the_job():
-    from yoloops_train.config import parse_hyperparameters
     from yoloops_train.common import JobFailure
+    from yoloops_train.config import parse_hyperparameters
 
     with pytest.raises(JobFailure, match="_lr_typo"):
         parse_hyperparameters({"_lr_typo": "1"})
