@@ -35,3 +35,16 @@ def aws_cli(stack, *args: str, timeout: float = 120) -> str:
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_PAGER": ""}
     return subprocess.run([str(AWS_CLI), *args], env=env, capture_output=True, text=True, timeout=timeout,
                           check=True).stdout
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy (returned), or fail naming `what`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -34,14 +34,7 @@ def _aws(stack, *args: str) -> dict:
     return json.loads(out) if out.strip() else {}
 
 
-def _wait(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+_wait = support.wait_for
 
 
 def test_stop_execution_stops_the_job_closes_the_run_and_tells_slack(stack, tmp_path, monkeypatch):

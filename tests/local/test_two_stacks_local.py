@@ -8,9 +8,9 @@ alone (it used to stop every InProgress job whose run id its own table did not h
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+import support
 
 from yoloops.local import LocalStack, ScriptedTrainingBackend, complete
 from yoloops.synth import generate_dataset
@@ -20,14 +20,7 @@ pytestmark = pytest.mark.slow
 METRICS = {"mAP50": 0.5, "mAP50-95": 0.3}
 
 
-def _wait(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+_wait = support.wait_for
 
 
 @pytest.fixture(scope="module")

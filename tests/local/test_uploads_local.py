@@ -51,14 +51,7 @@ def executions(stack, prefix: str) -> list[dict]:
     return [e for e in listed if e["name"].startswith(prefix)]
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = support.wait_for
 
 
 def slack_texts(stack) -> list[str]:
