@@ -32,7 +32,7 @@ from yoloops.synth import generate_dataset
 pytestmark = pytest.mark.slow
 
 DATASET = "robots"
-# object side / image side: the recipe trains on NORMAL; EASY is its large end, HARD below it.
+# object side / image side: train splits use generate_dataset's default (NORMAL); EASY is its large end, HARD below it.
 EASY, NORMAL, HARD = (0.28, 0.38), (0.18, 0.38), (0.12, 0.2)
 TWO, THREE = ("circle", "square"), ("circle", "square", "triangle")
 
