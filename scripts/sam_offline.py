@@ -107,7 +107,25 @@ def translate(
     params = {"AWS::Region": region, "AWS::AccountId": PSEUDO_ACCOUNT, "AWS::Partition": "aws"}
     params.update(parameter_values or {})
     # transform() mutates its input; give it a copy so callers keep what they passed.
-    return transform(json.loads(json.dumps(source)), params, _OfflinePolicyLoader())
+    return fold_literal_joins(transform(json.loads(json.dumps(source)), params, _OfflinePolicyLoader()))
+
+
+def fold_literal_joins(value: Any) -> Any:
+    """Fn::Join of literal strings -> the joined string (what CloudFormation would make of it).
+
+    An inlined state machine becomes a Join of one literal per line of its JSON (850 for the training
+    workflow); cfn-lint resolves a Join by one nested generator per element, past Python 3.12's C recursion
+    limit ("Cannot recover from stack overflow"). Joins that hold any intrinsic are left as they are.
+    """
+    if isinstance(value, list):
+        return [fold_literal_joins(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    join = value.get("Fn::Join") if len(value) == 1 else None
+    if (isinstance(join, list) and len(join) == 2 and isinstance(join[0], str) and isinstance(join[1], list)
+            and all(isinstance(part, str) for part in join[1])):
+        return join[0].join(join[1])
+    return {k: fold_literal_joins(v) for k, v in value.items()}
 
 
 def cfn_lint(translated_path: Path, *, region: str = DEFAULT_REGION) -> subprocess.CompletedProcess[str]:
