@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from yoloops_core.evaluate import EvaluateEvent, MetricsMissing, evaluate, is_better
+from yoloops_core.evaluate import EvaluateEvent, MetricsMissing, evaluate
 
 from yoloops.local.training import model_archive as tar_gz
 
@@ -72,12 +72,6 @@ def test_without_paired_scores_the_recorded_number_is_used_and_said(event, setti
     assert any("not like-for-like" in n for n in out["verdict"]["notes"])
     out = _evaluate(ev, settings_factory(min_improvement=0.02), store, s3)
     assert out["better"] is False and "(not like-for-like)" in out["reason"]  # +0.013 < the required +0.02
-
-
-def test_equal_or_worse_is_not_better():
-    assert is_better(0.5, 0.5, 0.0) is False
-    assert is_better(0.49, 0.5, 0.0) is False
-    assert is_better(0.51, 0.5, 0.0) is True
 
 
 def test_metrics_fall_back_to_metrics_json_in_the_artifact(event, settings, store, s3):

@@ -83,22 +83,6 @@ def flat_metrics(doc: dict[str, Any]) -> dict[str, float]:
     return {**_numeric(nested), **_numeric(doc)}
 
 
-def read_metrics_json(s3: Any, model_artifacts: str) -> dict[str, float]:
-    return flat_metrics(read_metrics_document(s3, model_artifacts))
-
-
-def is_better(challenger: float, champion: float | None, min_improvement: float,
-              min_first_metric: float = 0.0) -> bool:
-    """The first model must reach min_first_metric; later ones must beat the champion by min_improvement.
-
-    Written as the champion's conditional write evaluates it (champion < new and champion <= new - min),
-    so the decision here and the write in DynamoDB never disagree on a boundary.
-    """
-    if champion is None:
-        return challenger >= min_first_metric
-    return champion < challenger and champion <= challenger - min_improvement
-
-
 def _champion_value(champion: dict[str, Any] | None, metric: str) -> tuple[float | None, bool]:
     """(the champion's value on `metric`, whether it has one). A champion promoted under another
     PromotionMetric is compared on its recorded metrics, as the conditional write does."""
