@@ -92,9 +92,10 @@ def start_local_stack(workdir: Path, port: int = 0, epochs: int | None = None,
 
 
 def _mrkdwn(text: str) -> str:
-    """Slack mrkdwn -> plain text: <url|label> -> label (url), *bold* -> bold."""
+    """Slack mrkdwn -> plain text: <url|label> -> label (url), *bold* -> bold, &lt; &gt; &amp; -> < > &."""
     text = re.sub(r"<([^|>]+)\|([^>]+)>", r"\2 (\1)", text)
-    return re.sub(r"<([^>]+)>", r"\1", text).replace("*", "")
+    text = re.sub(r"<([^>]+)>", r"\1", text).replace("*", "")
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def render_slack(message: dict[str, Any]) -> str:
