@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from yoloops_core.evaluate import split_s3_uri
 from yoloops_core.models import RunContext
 from yoloops_core.verdict import PAIRED
-from yoloops_core.verdict_report import verdict_key
+from yoloops_core.verdict_report import verdict_key, write_verdict
 
 logger = Logger(child=True)
 
@@ -78,8 +78,7 @@ def record_promotion(s3: Any, bucket: str, run: RunContext, *, promoted: bool, r
         logger.info("no verdict.json to complete", extra={"run_id": run.run_id})
         return
     report["promotion"] = {"promoted": promoted, **({"reason": reason} if reason else {})}
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(report, indent=2, default=str).encode(),
-                  ContentType="application/json")
+    write_verdict(s3, bucket, run, report)
 
 
 def version_prefix(dataset: str, run_id: str) -> str:

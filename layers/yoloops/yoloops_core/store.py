@@ -365,13 +365,14 @@ class RunStore(DynamoTable):
                     names[f"#n{i}"] = k
                     values[f":n{i}"] = _ser_value(v)
                     sets.append(f"#n{i} = :n{i}")
-                condition = ("attribute_exists(pk) AND #r <> :run AND ("
-                             "(#m = :metric AND #v < :new AND #v <= :limit) OR "
-                             "(#m <> :metric AND #ms.#pm < :new AND #ms.#pm <= :limit))")
+                clauses = ["attribute_exists(pk)", "#r <> :run"]
                 if compared_with is not ANY_CHAMPION:
                     values[":expected"] = _ser_value(compared_with)
-                    identity = "attribute_exists(pk) AND #r <> :run AND #r = :expected"
-                    condition = identity if paired else f"{identity} AND {condition}"
+                    clauses.append("#r = :expected")
+                if not paired:
+                    clauses.append("((#m = :metric AND #v < :new AND #v <= :limit) OR "
+                                   "(#m <> :metric AND #ms.#pm < :new AND #ms.#pm <= :limit))")
+                condition = " AND ".join(clauses)
                 try:
                     old = self.ddb.update_item(
                         TableName=self.table, Key=_ser(key), UpdateExpression="SET " + ", ".join(sets),
